@@ -1,0 +1,95 @@
+# sotto - build.  Targets:
+#   make                        build libsotto.a and the sotto tool (-Werror)
+#   make test                   unit tests, then end-to-end tests on the real model
+#   make bench                  sotto against faster-whisper (see bench/README.md)
+#   make fuzz                   build the libFuzzer targets and run each briefly
+#   make SANITIZE=address,undefined [test]   the same under sanitizers
+# Sanitized builds live in their own build directory, so they never mix
+# objects with the plain build.
+
+CC      ?= cc
+comma   := ,
+SANITIZE ?=
+BUILD   ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+
+PKGS    := openblas libcjson sndfile soxr fftw3f libpcre2-8 zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+           -Wno-unused-parameter -fno-strict-aliasing -fopenmp \
+           -Iinclude -Isrc $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lzip -lcrypto -lm -lpthread -fopenmp
+
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+LIB_SRC  := $(sort $(wildcard src/common/*.c src/engine/*.c src/audio/*.c))
+CLI_SRC  := $(sort $(wildcard src/client/*.c))
+TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
+DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+.PHONY: all test unit-test e2e-test bench fuzz clean
+all: $(BUILD)/sotto $(BUILD)/libsotto.a
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libsotto.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/sotto: $(CLI_OBJ) $(BUILD)/libsotto.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Every tests/<part>/test_<name>.c is one program linked against libsotto.
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libsotto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< $(BUILD)/libsotto.a $(LDLIBS)
+
+test: unit-test e2e-test
+
+unit-test: $(TEST_BIN) $(BUILD)/sotto
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; SOTTO_BUILD=$(BUILD) ./$$t; done
+
+e2e-test: $(BUILD)/sotto
+	SOTTO_BUILD=$(BUILD) sh tests/run_e2e.sh
+
+bench: all
+	python3 bench/bench.py --sotto $(BUILD)/sotto
+
+# libFuzzer targets are built with clang into build-fuzz, with ASan+UBSan.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS  := -O1 -g -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) -fopenmp \
+                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN     := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lzip -lcrypto -lm -lpthread
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$${f##*/}; mkdir -p fuzz/corpus-$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  ./$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 fuzz/corpus-$$n fuzz/seeds/$${n#fuzz_}; done
+
+clean:
+	rm -rf build build-* 
+
+-include $(DEPS)

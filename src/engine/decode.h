@@ -1,0 +1,57 @@
+/*
+ * decode.h - generating one window's tokens: logit filters, greedy
+ * decoding, beam search and temperature sampling (internal).
+ *
+ * The rules are Whisper's (openai/whisper decoding.py) as CTranslate2 and
+ * faster-whisper apply them; docs/engine.md lists them.  The caller has run
+ * the encoder on the window; sotto__generate() feeds the prompt and then
+ * samples until <|endoftext|> or the length limit.
+ */
+#ifndef SOTTO_DECODE_H
+#define SOTTO_DECODE_H
+
+#include <stdint.h>
+
+#include "engine/whisper.h"
+
+typedef struct sotto__gen_opts {
+    int beam_size;             /* >= 1; used when temperature == 0 */
+    int best_of;               /* candidates when temperature > 0 */
+    float patience;            /* beam search: finish after
+                                * beam_size * patience hypotheses */
+    float length_penalty;      /* score = logprob / length^penalty */
+    float temperature;         /* 0 = greedy or beam search */
+    int suppress_blank;
+    int without_timestamps;
+    int max_initial_timestamp_index;   /* in 0.02 s steps; < 0 = none */
+    int max_new_tokens;        /* tokens to sample at most */
+    uint64_t *rng;             /* state for sampling */
+} sotto__gen_opts;
+
+typedef struct sotto__gen_result {
+    int tokens[512];           /* sampled tokens, without <|endoftext|> */
+    int n_tokens;
+    double sum_logprob;        /* including <|endoftext|> if sampled */
+    double avg_logprob;        /* sum_logprob / (n_tokens + 1) */
+    float no_speech_prob;      /* P(<|nospeech|>) at the sot position */
+} sotto__gen_result;
+
+/*
+ * Decodes one window.  prompt[0 .. n_prompt) is fed first; sot_index is the
+ * position of <|startoftranscript|> in it, where no_speech_prob is read.
+ * Returns 0 or a negative code.
+ */
+int sotto__generate(sotto__infer *st, const int *prompt, int n_prompt,
+                    int sot_index, const sotto__gen_opts *o,
+                    sotto__gen_result *res);
+
+/* Applies the logit filters for a sequence that has sampled
+ * sampled[0 .. n_sampled) so far (exposed for the unit tests). */
+void sotto__apply_filters(const struct sotto_model *m, float *logits,
+                          const int *sampled, int n_sampled,
+                          const sotto__gen_opts *o);
+
+/* log(sum(exp(x))) over n values. */
+double sotto__logsumexp(const float *x, int n);
+
+#endif
