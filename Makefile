@@ -12,9 +12,17 @@ comma   := ,
 SANITIZE ?=
 BUILD   ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
-PKGS    := openblas libcjson sndfile soxr fftw3f libpcre2-8 zlib
+PKGS    := libcjson sndfile soxr fftw3f libpcre2-8 zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+# OpenBLAS's OpenMP build, so that its threads and the engine's own OpenMP
+# loops share one thread pool instead of oversubscribing the cores.  The
+# rpath makes the OpenMP variant win over the pthread one at run time
+# whatever Debian's alternatives select.
+BLAS_DIR   ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
+BLAS_INC   ?= /usr/include/x86_64-linux-gnu/openblas-openmp
+PKG_CFLAGS += -I$(BLAS_INC)
+PKG_LIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g

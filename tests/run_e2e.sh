@@ -1,2 +1,24 @@
 #!/bin/sh
-echo "no e2e tests yet"
+# run_e2e.sh - the end-to-end half of `make test`: the real model on real
+# audio.  Needs the model fetched (scripts/setup.sh does it) and the shared
+# test audio beside the checkout (../shared) or at $SOTTO_SHARED.
+set -eu
+
+B=${SOTTO_BUILD:-build}
+SOTTO=$B/sotto
+SHARED=${SOTTO_SHARED:-../shared}
+MODEL=${SOTTO_MODEL:-$($SOTTO model path tiny.en)}
+
+if [ ! -f "$MODEL/model.bin" ]; then
+    echo "run_e2e: no model in $MODEL; run scripts/setup.sh (or: $SOTTO model fetch tiny.en)" >&2
+    exit 1
+fi
+if [ ! -d "$SHARED/audio" ]; then
+    echo "run_e2e: no test audio in $SHARED/audio; set SOTTO_SHARED" >&2
+    exit 1
+fi
+
+sh tests/client/test_cli.sh "$SOTTO" "$MODEL" "$SHARED"
+python3 tests/golden/check_golden.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" --set greedy
+python3 tests/golden/check_golden.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" --set beam5
+python3 tests/golden/check_golden.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" --set words

@@ -258,7 +258,11 @@ static int transcribe_main(int argc, char **argv)
         rc = sotto_audio_decode_file(input, &pcm, &n, err, sizeof err);
     }
     if (rc != 0) {
-        fprintf(stderr, "sotto: %s: %s\n", input, err[0] ? err : sotto_strerror(rc));
+        /* File errors from the library already name the file. */
+        if (err[0] && strstr(err, input) != NULL)
+            fprintf(stderr, "sotto: %s\n", err);
+        else
+            fprintf(stderr, "sotto: %s: %s\n", input, err[0] ? err : sotto_strerror(rc));
         return exit_for(rc);
     }
 

