@@ -46,6 +46,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
 
+.SECONDARY:
 .PHONY: all test unit-test e2e-test bench fuzz clean
 all: $(BUILD)/sotto $(BUILD)/libsotto.a
 

@@ -22,13 +22,17 @@
 
 /*
  * Aligns the words of segments r->segments[first .. r->n_segments), which
- * were all cut from one window whose decoded tokens are tokens[0 .. n)
- * (text and timestamps), starting at time_offset seconds, with
- * segment_size real mel frames.  st holds the window's encoder output; its
- * decoder cache is overwritten.  Sets each segment's words.
+ * were all cut from one window starting at time_offset seconds with
+ * segment_size real mel frames.  sot[0 .. n_sot) is the window's sot
+ * sequence (<|startoftranscript|> and, for multilingual models, the
+ * language and task tokens).  *last_speech is the end of the last word
+ * spoken before this window (faster-whisper's last_speech_timestamp); it
+ * guides the first word's boundary.  st holds the window's encoder output;
+ * its decoder cache is overwritten.  Sets each segment's words and moves
+ * its start and end to its first and last word.
  */
 int sotto__align_words(sotto__infer *st, sotto__result *r, int first,
-                       const int *tokens, int n, double time_offset,
-                       int segment_size);
+                       const int *sot, int n_sot, double time_offset,
+                       int segment_size, double last_speech);
 
 #endif

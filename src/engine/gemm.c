@@ -183,7 +183,44 @@ static inline float hsum256(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
-__attribute__((target("avx2,fma,f16c")))
+/* One weight row against M activation rows: out[m] = x[m] · row.  Kept
+ * out of line so that no vector value crosses into the OpenMP region
+ * (clang outlines parallel loops without the target attribute). */
+__attribute__((target("avx2,fma,f16c"), noinline))
+static void row_dots_x86(const unsigned char *row, int f16, const float *x,
+                         int M, int K, float *out)
+{
+    __m256 acc[SOTTO__SMALL_M];
+    float tail[SOTTO__SMALL_M];
+    int k = 0;
+
+    for (int m = 0; m < M; m++) {
+        acc[m] = _mm256_setzero_ps();
+        tail[m] = 0.0f;
+    }
+    for (; k + 8 <= K; k += 8) {
+        __m256 w = f16 ? _mm256_cvtph_ps(_mm_loadu_si128(
+                             (const __m128i *)(const void *)(row + 2 * (size_t)k)))
+                       : _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+        for (int m = 0; m < M; m++)
+            acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)m * K + k), w, acc[m]);
+    }
+    for (; k < K; k++) {
+        float w;
+        if (f16) {
+            uint16_t h;
+            memcpy(&h, row + 2 * (size_t)k, 2);
+            w = _cvtsh_ss(h);
+        } else {
+            memcpy(&w, row + 4 * (size_t)k, 4);
+        }
+        for (int m = 0; m < M; m++)
+            tail[m] += x[(size_t)m * K + k] * w;
+    }
+    for (int m = 0; m < M; m++)
+        out[m] = hsum256(acc[m]) + tail[m];
+}
+
 static void small_m_x86(const float *x, int M, const sotto__weight *W,
                         const float *b, float *y, int n_threads)
 {
@@ -194,36 +231,10 @@ static void small_m_x86(const float *x, int M, const sotto__weight *W,
 
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int n = 0; n < N; n++) {
-        const unsigned char *row = base + (size_t)n * (size_t)K * es;
-        __m256 acc[SOTTO__SMALL_M];
-        float tail[SOTTO__SMALL_M];
-        int k = 0;
-
-        for (int m = 0; m < M; m++) {
-            acc[m] = _mm256_setzero_ps();
-            tail[m] = 0.0f;
-        }
-        for (; k + 8 <= K; k += 8) {
-            __m256 w = f16 ? _mm256_cvtph_ps(_mm_loadu_si128(
-                                 (const __m128i *)(const void *)(row + 2 * (size_t)k)))
-                           : _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
-            for (int m = 0; m < M; m++)
-                acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)m * K + k), w, acc[m]);
-        }
-        for (; k < K; k++) {
-            float w;
-            if (f16) {
-                uint16_t h;
-                memcpy(&h, row + 2 * (size_t)k, 2);
-                w = _cvtsh_ss(h);
-            } else {
-                memcpy(&w, row + 4 * (size_t)k, 4);
-            }
-            for (int m = 0; m < M; m++)
-                tail[m] += x[(size_t)m * K + k] * w;
-        }
+        float out[SOTTO__SMALL_M];
+        row_dots_x86(base + (size_t)n * (size_t)K * es, f16, x, M, K, out);
         for (int m = 0; m < M; m++)
-            y[(size_t)m * N + n] = hsum256(acc[m]) + tail[m] + (b ? b[n] : 0.0f);
+            y[(size_t)m * N + n] = out[m] + (b ? b[n] : 0.0f);
     }
 }
 #endif

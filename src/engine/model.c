@@ -108,7 +108,7 @@ static int rd_str(parser *p, const char **s, const char *what)
     if ((rc = rd_bytes(p, 2, &b, what)) != 0)
         return rc;
     n = (uint16_t)(b[0] | b[1] << 8);
-    if (n == 0)
+    if (n < 2)
         return sotto__errf(p->err, p->errcap, SOTTO_EMODEL,
                            "model.bin is corrupt: empty string for %s at "
                            "offset %zu", what, p->off - 2);
@@ -512,6 +512,11 @@ static int read_dims(parser *p, struct sotto_model *m)
                            "implausible model dimensions: d=%d vocab=%d "
                            "audio_ctx=%d text_ctx=%d ffn=%d", m->d, m->n_vocab,
                            m->n_audio_ctx, m->n_text_ctx, m->n_ffn);
+    if (ffn->dims[1] != (uint32_t)m->d)
+        return sotto__errf(p->err, p->errcap, SOTTO_EMODEL,
+                           "variable encoder/layer_0/ffn/linear_0/weight has "
+                           "shape [%u, %u] but [n_ffn, %d] was expected",
+                           ffn->dims[0], ffn->dims[1], m->d);
     if (emb->dims[1] != (uint32_t)m->d || epos->dims[1] != (uint32_t)m->d ||
         dpos->dims[1] != (uint32_t)m->d)
         return sotto__errf(p->err, p->errcap, SOTTO_EMODEL,
@@ -532,6 +537,23 @@ static int read_dims(parser *p, struct sotto_model *m)
         return sotto__errf(p->err, p->errcap, SOTTO_EMODEL,
                            "model.bin has %d encoder and %d decoder layers",
                            m->n_audio_layers, m->n_text_layers);
+    /* Layers must be numbered without gaps: a variable of a layer past the
+     * counted ones means one in between is missing. */
+    for (uint32_t i = 0; i < p->n_vars; i++) {
+        const char *name = p->vars[i].name;
+        int enc = strncmp(name, "encoder/layer_", 14) == 0;
+        int dec = strncmp(name, "decoder/layer_", 14) == 0;
+        long k;
+        if (!enc && !dec)
+            continue;
+        k = strtol(name + 14, NULL, 10);
+        if (k >= (enc ? m->n_audio_layers : m->n_text_layers))
+            return sotto__errf(p->err, p->errcap, SOTTO_EMODEL,
+                               "variable %s belongs to a layer after a "
+                               "missing one (%d %s layers found)", name,
+                               enc ? m->n_audio_layers : m->n_text_layers,
+                               enc ? "encoder" : "decoder");
+    }
     return 0;
 }
 
@@ -562,7 +584,12 @@ int sotto__model_parse_bin(struct sotto_model *m, const void *buf, size_t len,
     }
     if ((rc = rd_u32(&p, &revision, "the spec revision")) != 0)
         goto fail;
-    if (revision == 0 || revision > SOTTO__SPEC_REVISION_MAX) {
+    if (revision == 0) {
+        rc = sotto__errf(err, errcap, SOTTO_EMODEL,
+                         "model.bin is corrupt: WhisperSpec revision 0");
+        goto fail;
+    }
+    if (revision > SOTTO__SPEC_REVISION_MAX) {
         rc = sotto__errf(err, errcap, SOTTO_EUNSUPPORTED,
                          "WhisperSpec revision %u is not supported yet "
                          "(sotto knows up to %d)", revision,
@@ -585,8 +612,6 @@ int sotto__model_parse_bin(struct sotto_model *m, const void *buf, size_t len,
         if ((rc = parse_variable(&p, &p.vars[i], i)) != 0)
             goto fail;
         p.n_vars++;
-        if (p.vars[i].rank <= 1 || strstr(p.vars[i].name, "position_encodings"))
-            small += p.vars[i].count;
     }
     if ((rc = rd_u32(&p, &n, "the alias count")) != 0)
         goto fail;
@@ -608,13 +633,21 @@ int sotto__model_parse_bin(struct sotto_model *m, const void *buf, size_t len,
     }
     if (p.off != p.len) {
         rc = sotto__errf(err, errcap, SOTTO_EMODEL,
-                         "model.bin has %zu unexpected bytes after the alias "
-                         "table", p.len - p.off);
+                         "model.bin has %zu unexpected byte(s) after the "
+                         "alias table", p.len - p.off);
         goto fail;
     }
 
     if ((rc = read_dims(&p, m)) != 0)
         goto fail;
+    /* Exactly the float32 copies load_encoder/load_decoder make: the conv
+     * biases, both position tables, each layer's vectors, the final norms. */
+    {
+        const size_t d = (size_t)m->d, f = (size_t)m->n_ffn;
+        small = 6 * d + ((size_t)m->n_audio_ctx + (size_t)m->n_text_ctx) * d +
+                (size_t)m->n_audio_layers * (9 * d + f) +
+                (size_t)m->n_text_layers * (15 * d + f);
+    }
     m->small = malloc((small ? small : 1) * sizeof(float));
     m->enc = calloc((size_t)m->n_audio_layers, sizeof *m->enc);
     m->dec = calloc((size_t)m->n_text_layers, sizeof *m->dec);
@@ -645,7 +678,9 @@ static int json_int(const cJSON *item, long lo, long hi, long *out)
     if (!cJSON_IsNumber(item))
         return -1;
     v = item->valuedouble;
-    if (v != (double)(long)v || v < (double)lo || v > (double)hi)
+    /* Range first (this also refuses NaN): casting a double outside long's
+     * range is undefined behaviour. */
+    if (!(v >= (double)lo && v <= (double)hi) || v != (double)(long)v)
         return -1;
     *out = (long)v;
     return 0;
@@ -722,14 +757,15 @@ int sotto__model_parse_config(struct sotto_model *m, const char *json,
     }
     /* Without a list, CTranslate2 uses every head of the second half of the
      * decoder layers. */
-    for (int l = m->n_text_layers / 2;
-         m->n_align_heads == 0 && l < m->n_text_layers; l++)
-        for (int h = 0; h < m->n_heads &&
-                        m->n_align_heads < SOTTO__MAX_ALIGNMENT_HEADS; h++) {
-            m->align_heads[m->n_align_heads][0] = l;
-            m->align_heads[m->n_align_heads][1] = h;
-            m->n_align_heads++;
-        }
+    if (m->n_align_heads == 0) {
+        for (int l = m->n_text_layers / 2; l < m->n_text_layers; l++)
+            for (int h = 0; h < m->n_heads &&
+                            m->n_align_heads < SOTTO__MAX_ALIGNMENT_HEADS; h++) {
+                m->align_heads[m->n_align_heads][0] = l;
+                m->align_heads[m->n_align_heads][1] = h;
+                m->n_align_heads++;
+            }
+    }
     if ((rc = parse_id_list(root, "suppress_ids", m->n_vocab, m->suppress,
                             &m->n_suppress, err, errcap)) != 0)
         goto fail;

@@ -288,7 +288,7 @@ static int choose_language(sotto__infer *st, const char *code, int *out)
 static int split_segments(sotto__result *r, const struct sotto_model *m,
                           const window_result *w, double time_offset,
                           int segment_size, int *seek_advance,
-                          int *first_new)
+                          int *first_new, int *single_timestamp_ending)
 {
     const int *tok = w->gen.tokens, n = w->gen.n_tokens;
     const int tb = m->sp.timestamp_begin;
@@ -296,6 +296,7 @@ static int split_segments(sotto__result *r, const struct sotto_model *m,
     int last_slice = 0, any_consecutive = 0, rc;
 
     *first_new = r->n_segments;
+    *single_timestamp_ending = single_ending;
     for (int i = 1; i < n; i++) {
         if (tok[i] >= tb && tok[i - 1] >= tb) {
             any_consecutive = 1;
@@ -332,6 +333,16 @@ static int split_segments(sotto__result *r, const struct sotto_model *m,
     return 0;
 }
 
+/* The end of the last word of segments first.. (or of the last segment
+ * when none has words): faster-whisper's get_end(). */
+static double last_word_end(const sotto__result *r, int first)
+{
+    for (int i = r->n_segments - 1; i >= first; i--)
+        if (r->segments[i].n_words > 0)
+            return r->segments[i].words[r->segments[i].n_words - 1].end;
+    return r->segments[r->n_segments - 1].end;
+}
+
 int sotto__validate_pcm(const float *pcm, size_t n, char *err, size_t errcap)
 {
     if (pcm == NULL && n > 0)
@@ -366,6 +377,7 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
     int rc, seek = 0, content_frames, since = 0, lang_token = -1;
     int n_seq;
     uint64_t rng = p->seed;
+    double last_speech = 0.0;
 
     if (out == NULL || m == NULL)
         return sotto__errf(err, errcap, SOTTO_EINVAL, "no model or result given");
@@ -446,6 +458,7 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
                                      ? content_frames - seek : N_FRAMES_WINDOW;
         window_result w;
         int n_prompt, sot_index, advance = 0, first_new, previous_seek = seek;
+        int single_ending = 0;
 
         for (int c = 0; c < m->n_mels; c++) {
             memcpy(window + (size_t)c * N_FRAMES_WINDOW, mel + (size_t)c * n_frames + seek,
@@ -480,20 +493,29 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
         }
 
         if ((rc = split_segments(r, m, &w, time_offset, segment_size, &advance,
-                                 &first_new)) != 0) {
+                                 &first_new, &single_ending)) != 0) {
             sotto__errf(err, errcap, rc, "out of memory");
             goto fail;
         }
         seek = previous_seek + advance;
 
         if (p->word_timestamps && r->n_segments > first_new) {
-            if ((rc = sotto__align_words(st, r, first_new, w.gen.tokens,
-                                         w.gen.n_tokens, time_offset,
-                                         segment_size)) != 0) {
+            double end;
+            if ((rc = sotto__align_words(st, r, first_new, prompt + sot_index,
+                                         n_prompt - sot_index - (p->without_timestamps ? 1 : 0),
+                                         time_offset, segment_size,
+                                         last_speech)) != 0) {
                 sotto__errf(err, errcap, rc, "word alignment failed: %s",
                             sotto_strerror(rc));
                 goto fail;
             }
+            /* With words, the next window starts at the last word's end
+             * unless the window ended on a single timestamp (then speech
+             * had stopped), as faster-whisper does. */
+            end = last_word_end(r, first_new);
+            if (!single_ending && end > time_offset)
+                seek = (int)nearbyint(end * 100.0);
+            last_speech = end;
         }
 
         /* Keep the non-empty segments; their tokens extend the history. */
