@@ -74,8 +74,11 @@ unit-test: $(TEST_BIN) $(BUILD)/sotto
 e2e-test: $(BUILD)/sotto
 	SOTTO_BUILD=$(BUILD) sh tests/run_e2e.sh
 
+# The model defaults to the installed tiny.en; the shared audio to ../shared.
 bench: all
-	python3 bench/bench.py --sotto $(BUILD)/sotto
+	python3 bench/bench.py --sotto $(BUILD)/sotto \
+	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
+	    --shared "$${SOTTO_SHARED:-../shared}"
 
 # libFuzzer targets are built with clang into build-fuzz, with ASan+UBSan.
 FUZZ_CC      ?= clang

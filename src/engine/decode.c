@@ -282,11 +282,11 @@ fail:
     return rc;
 }
 
-/* One live beam hypothesis. */
+/* One beam hypothesis. */
 typedef struct beam {
     int tokens[512];
     int n;
-    double logprob;
+    double logprob;            /* cumulative, after the filters */
 } beam;
 
 typedef struct beam_cand {
@@ -294,129 +294,133 @@ typedef struct beam_cand {
     int src, tok;
 } beam_cand;
 
-static int cmp_cand(const void *a, const void *b)
+/* Keeps cands[0 .. *n) as the k best by logprob, best first; on equal
+ * scores the earlier (lower beam, then lower id) candidate stays ahead. */
+static void topk_insert(beam_cand *cands, int *n, int k, beam_cand c)
 {
-    const beam_cand *x = a, *y = b;
-    if (x->logprob != y->logprob)
-        return x->logprob < y->logprob ? 1 : -1;
-    if (x->src != y->src)
-        return x->src - y->src;
-    return x->tok - y->tok;
+    int j;
+
+    if (*n == k && !(c.logprob > cands[k - 1].logprob))
+        return;
+    j = *n < k ? (*n)++ : k - 1;
+    while (j > 0 && cands[j - 1].logprob < c.logprob) {
+        cands[j] = cands[j - 1];
+        j--;
+    }
+    cands[j] = c;
 }
 
 /*
- * Beam search: every live beam proposes its beam_size + 1 best next tokens;
- * the best beam_size non-final candidates (by total log-probability) become
- * the next beams, and candidates ending in <|endoftext|> among them join
- * the finished set.  Search stops when beam_size * patience hypotheses have
- * finished or the length limit is reached; the finished (or, failing that,
- * live) hypothesis with the best length-normalised score wins.
+ * Beam search as CTranslate2 runs it for Whisper: at each step the 2B best
+ * (beam, token) pairs by cumulative log-probability are taken over all live
+ * beams (only the single initial beam at the first step).  Among the first
+ * B of them, a candidate ending in <|endoftext|> becomes a finished
+ * hypothesis and its slot goes to the next non-final candidate from the
+ * second B; final candidates there are ignored.  Search stops once
+ * round(B * patience) hypotheses have finished; at the length limit every
+ * live candidate counts as finished.  The finished hypothesis with the best
+ * score / length^length_penalty wins (length without <|endoftext|>).
  */
 static int generate_beam(sotto__infer *st, const sotto__gen_opts *o,
                          float *logits, sotto__gen_result *res)
 {
     const struct sotto_model *m = st->m;
-    const int V = m->n_vocab;
+    const int V = m->n_vocab, eot = m->sp.eot;
     const int B = o->beam_size < st->n_seq_cap ? o->beam_size : st->n_seq_cap;
-    const int max_finished = (int)ceil(B * (o->patience > 0 ? o->patience : 1.0f));
-    const int per_beam = B + 1;
+    const int K = 2 * B;
+    int max_finished = (int)lround(B * (o->patience > 0 ? o->patience : 1.0f));
     beam *beams = NULL, *next = NULL, *fin = NULL;
     beam_cand *cands = NULL;
     float *lg = NULL;
-    int *src = NULL, *feed = NULL, *topk = NULL;
-    int n_beams = 1, n_fin = 0, rc = 0;
+    int *src = NULL, *feed = NULL;
+    int n_beams = 1, n_fin = 0, fin_cap, rc = 0;
 
+    if (max_finished < 1)
+        max_finished = 1;
+    fin_cap = max_finished + 2 * B;
     beams = calloc((size_t)B, sizeof *beams);
     next = calloc((size_t)B, sizeof *next);
-    fin = calloc((size_t)max_finished + (size_t)B, sizeof *fin);
-    cands = calloc((size_t)B * per_beam, sizeof *cands);
+    fin = calloc((size_t)fin_cap, sizeof *fin);
+    cands = calloc((size_t)K, sizeof *cands);
     lg = malloc((size_t)B * V * sizeof *lg);
     src = calloc((size_t)B, sizeof *src);
     feed = calloc((size_t)B, sizeof *feed);
-    topk = calloc((size_t)per_beam, sizeof *topk);
-    if (!beams || !next || !fin || !cands || !lg || !src || !feed || !topk) {
+    if (!beams || !next || !fin || !cands || !lg || !src || !feed) {
         rc = SOTTO_ENOMEM;
         goto fail;
     }
     memcpy(lg, logits, (size_t)V * sizeof *lg);
 
-    for (int step = 0; step < o->max_new_tokens && n_fin < max_finished; step++) {
-        int nc = 0, n_next = 0;
+    for (int step = 0; step < o->max_new_tokens; step++) {
+        const int last_step = step + 1 == o->max_new_tokens;
+        int nc = 0, n_next = 0, refill = B;
 
         for (int b = 0; b < n_beams; b++) {
             float *l = lg + (size_t)b * V;
             double lse;
-            int k = 0;
             sotto__apply_filters(m, l, beams[b].tokens, beams[b].n, o);
             lse = sotto__logsumexp(l, V);
-            /* Partial selection of the per_beam best tokens. */
             for (int i = 0; i < V; i++) {
-                int j;
+                beam_cand c;
                 if (l[i] == -INFINITY)
                     continue;
-                if (k < per_beam) {
-                    j = k++;
-                } else if (l[i] > l[topk[k - 1]]) {
-                    j = k - 1;
-                } else {
-                    continue;
-                }
-                while (j > 0 && l[topk[j - 1]] < l[i]) {
-                    topk[j] = topk[j - 1];
-                    j--;
-                }
-                topk[j] = i;
-            }
-            for (int j = 0; j < k; j++) {
-                cands[nc].logprob = beams[b].logprob + (double)l[topk[j]] - lse;
-                cands[nc].src = b;
-                cands[nc].tok = topk[j];
-                nc++;
+                c.logprob = beams[b].logprob + ((double)l[i] - lse);
+                c.src = b;
+                c.tok = i;
+                topk_insert(cands, &nc, K, c);
             }
         }
-        qsort(cands, (size_t)nc, sizeof *cands, cmp_cand);
-        for (int c = 0; c < nc && n_next < B; c++) {
+        for (int c = 0; c < nc && c < B; c++) {
             const beam *from = &beams[cands[c].src];
-            if (cands[c].tok == m->sp.eot) {
-                if (n_fin < max_finished + B) {
+            beam_cand take = cands[c];
+
+            if (take.tok == eot || last_step) {
+                /* A finished hypothesis; <|endoftext|> is scored but not
+                 * kept in the tokens. */
+                if (n_fin < fin_cap) {
                     fin[n_fin] = *from;
-                    fin[n_fin].logprob = cands[c].logprob;
+                    if (take.tok != eot)
+                        fin[n_fin].tokens[fin[n_fin].n++] = take.tok;
+                    fin[n_fin].logprob = take.logprob;
                     n_fin++;
                 }
-                continue;
+                if (last_step)
+                    continue;
+                /* Its slot goes to the next non-final candidate. */
+                while (refill < nc && cands[refill].tok == eot)
+                    refill++;
+                if (refill >= nc)
+                    continue;
+                take = cands[refill++];
+                from = &beams[take.src];
             }
             next[n_next] = *from;
-            next[n_next].tokens[next[n_next].n++] = cands[c].tok;
-            next[n_next].logprob = cands[c].logprob;
-            src[n_next] = cands[c].src;
-            feed[n_next] = cands[c].tok;
+            next[n_next].tokens[next[n_next].n++] = take.tok;
+            next[n_next].logprob = take.logprob;
+            src[n_next] = take.src;
+            feed[n_next] = take.tok;
             n_next++;
         }
+        if (last_step || n_fin >= max_finished || n_next == 0)
+            break;
         memcpy(beams, next, (size_t)n_next * sizeof *beams);
         n_beams = n_next;
-        if (n_beams == 0 || n_fin >= max_finished || step + 1 == o->max_new_tokens)
-            break;
         if ((rc = sotto__decode_reorder(st, n_beams, src)) != 0 ||
             (rc = sotto__decode(st, n_beams, 1, feed, lg, NULL)) != 0)
             goto fail;
     }
-    /* Without finished hypotheses, the live ones compete. */
-    if (n_fin == 0) {
-        for (int b = 0; b < n_beams; b++)
-            fin[n_fin++] = beams[b];
-    }
     {
-        int best = 0;
+        int best = -1;
         double best_score = -INFINITY;
         for (int i = 0; i < n_fin; i++) {
             double len = fin[i].n > 0 ? fin[i].n : 1;
             double score = fin[i].logprob / pow(len, o->length_penalty);
-            if (score > best_score) {
+            if (best < 0 || score > best_score) {
                 best_score = score;
                 best = i;
             }
         }
-        if (n_fin > 0) {
+        if (best >= 0) {
             res->n_tokens = fin[best].n;
             memcpy(res->tokens, fin[best].tokens, (size_t)fin[best].n * sizeof(int));
             res->sum_logprob = fin[best].logprob;
@@ -430,7 +434,6 @@ fail:
     free(lg);
     free(src);
     free(feed);
-    free(topk);
     return rc;
 }
 
@@ -445,7 +448,7 @@ int sotto__generate(sotto__infer *st, const int *prompt, int n_prompt,
     memset(res, 0, sizeof *res);
     if (n_prompt <= 0 || sot_index < 0 || sot_index >= n_prompt ||
         o->max_new_tokens <= 0 || o->max_new_tokens > (int)SOTTO__ARRAY_LEN(res->tokens) ||
-        n_prompt + o->max_new_tokens > m->n_text_ctx)
+        n_prompt + o->max_new_tokens > m->n_text_ctx + 1)
         return SOTTO_EINVAL;
     logits = malloc((size_t)m->n_vocab * sizeof *logits);
     if (logits == NULL)

@@ -171,9 +171,11 @@ static int generate_with_fallback(sotto__infer *st, const int *prompt,
         o.max_initial_timestamp_index =
             p->max_initial_timestamp >= 0.0f
                 ? (int)lround(p->max_initial_timestamp / TIME_PRECISION) : -1;
+        /* CTranslate2's limit: half the text context, and no position past
+         * its end (the last sampled token is never fed back). */
         o.max_new_tokens = m->n_text_ctx / 2;
-        if (o.max_new_tokens > m->n_text_ctx - n_prompt)
-            o.max_new_tokens = m->n_text_ctx - n_prompt;
+        if (o.max_new_tokens > m->n_text_ctx - n_prompt + 1)
+            o.max_new_tokens = m->n_text_ctx - n_prompt + 1;
         if (p->max_new_tokens > 0 && p->max_new_tokens < o.max_new_tokens)
             o.max_new_tokens = p->max_new_tokens;
         o.rng = rng;
