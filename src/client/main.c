@@ -258,12 +258,16 @@ static int transcribe_main(int argc, char **argv)
         rc = sotto_audio_decode_file(input, &pcm, &n, err, sizeof err);
     }
     if (rc != 0) {
+        /* Anything wrong with the input itself is the user's input: exit
+         * 2, even an unsupported rate or channel count. */
+        int code = rc == SOTTO_ENOMEM || rc == SOTTO_EINTERNAL
+                       ? SOTTO_EXIT_FAIL : SOTTO_EXIT_USAGE;
         /* File errors from the library already name the file. */
         if (err[0] && strstr(err, input) != NULL)
             fprintf(stderr, "sotto: %s\n", err);
         else
             fprintf(stderr, "sotto: %s: %s\n", input, err[0] ? err : sotto_strerror(rc));
-        return exit_for(rc);
+        return code;
     }
 
     if (sotto_cli_resolve_model(model_arg, model_dir, sizeof model_dir) != 0) {

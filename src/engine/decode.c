@@ -186,10 +186,11 @@ static double token_logprob(const float *logits, int n, int tok)
 }
 
 /* Greedy decoding (temperature 0, one sequence). */
-static int generate_greedy(sotto__infer *st, const sotto__gen_opts *o,
+static int generate_greedy(const struct sotto_model *m,
+                           const sotto__stepper *net, const sotto__gen_opts *o,
                            float *logits, sotto__gen_result *res)
 {
-    const struct sotto_model *m = st->m;
+    static const int src0 = 0;
     int rc;
 
     for (int step = 0; step < o->max_new_tokens; step++) {
@@ -202,7 +203,7 @@ static int generate_greedy(sotto__infer *st, const sotto__gen_opts *o,
         res->tokens[res->n_tokens++] = tok;
         if (step + 1 == o->max_new_tokens)
             break;
-        if ((rc = sotto__decode(st, 1, 1, &tok, logits, NULL)) != 0)
+        if ((rc = net->step(net->ctx, 1, &src0, &tok, logits)) != 0)
             return rc;
     }
     return 0;
@@ -210,14 +211,14 @@ static int generate_greedy(sotto__infer *st, const sotto__gen_opts *o,
 
 /* Sampling at temperature > 0: best_of independent candidates decoded in
  * lockstep; the one with the best length-normalised log-probability wins. */
-static int generate_sampled(sotto__infer *st, const sotto__gen_opts *o,
+static int generate_sampled(const struct sotto_model *m,
+                            const sotto__stepper *net, const sotto__gen_opts *o,
                             float *logits, sotto__gen_result *res)
 {
-    const struct sotto_model *m = st->m;
     const int V = m->n_vocab;
-    const int S = o->best_of < st->n_seq_cap ? o->best_of : st->n_seq_cap;
+    const int S = o->best_of < net->max_seq ? o->best_of : net->max_seq;
     sotto__gen_result *cand = NULL;
-    int *done = NULL, *feed = NULL, *zero = NULL;
+    int *done = NULL, *feed = NULL, *src = NULL;
     float *lg = NULL;
     int rc = 0, best = 0;
     double best_score = -INFINITY;
@@ -225,14 +226,12 @@ static int generate_sampled(sotto__infer *st, const sotto__gen_opts *o,
     cand = calloc((size_t)S, sizeof *cand);
     done = calloc((size_t)S, sizeof *done);
     feed = calloc((size_t)S, sizeof *feed);
-    zero = calloc((size_t)S, sizeof *zero);
+    src = calloc((size_t)S, sizeof *src);   /* all start from sequence 0 */
     lg = malloc((size_t)S * V * sizeof *lg);
-    if (!cand || !done || !feed || !zero || !lg) {
+    if (!cand || !done || !feed || !src || !lg) {
         rc = SOTTO_ENOMEM;
         goto fail;
     }
-    if ((rc = sotto__decode_reorder(st, S, zero)) != 0)
-        goto fail;
     for (int s = 0; s < S; s++)
         memcpy(lg + (size_t)s * V, logits, (size_t)V * sizeof *lg);
 
@@ -259,8 +258,10 @@ static int generate_sampled(sotto__infer *st, const sotto__gen_opts *o,
         }
         if (alive == 0 || step + 1 == o->max_new_tokens)
             break;
-        if ((rc = sotto__decode(st, S, 1, feed, lg, NULL)) != 0)
+        if ((rc = net->step(net->ctx, S, src, feed, lg)) != 0)
             goto fail;
+        for (int s = 0; s < S; s++)
+            src[s] = s;
     }
     for (int s = 0; s < S; s++) {
         double len = cand[s].n_tokens > 0 ? cand[s].n_tokens : 1;
@@ -277,7 +278,7 @@ fail:
     free(cand);
     free(done);
     free(feed);
-    free(zero);
+    free(src);
     free(lg);
     return rc;
 }
@@ -321,12 +322,12 @@ static void topk_insert(beam_cand *cands, int *n, int k, beam_cand c)
  * live candidate counts as finished.  The finished hypothesis with the best
  * score / length^length_penalty wins (length without <|endoftext|>).
  */
-static int generate_beam(sotto__infer *st, const sotto__gen_opts *o,
+static int generate_beam(const struct sotto_model *m,
+                         const sotto__stepper *net, const sotto__gen_opts *o,
                          float *logits, sotto__gen_result *res)
 {
-    const struct sotto_model *m = st->m;
     const int V = m->n_vocab, eot = m->sp.eot;
-    const int B = o->beam_size < st->n_seq_cap ? o->beam_size : st->n_seq_cap;
+    const int B = o->beam_size < net->max_seq ? o->beam_size : net->max_seq;
     const int K = 2 * B;
     int max_finished = (int)lround(B * (o->patience > 0 ? o->patience : 1.0f));
     beam *beams = NULL, *next = NULL, *fin = NULL;
@@ -405,8 +406,7 @@ static int generate_beam(sotto__infer *st, const sotto__gen_opts *o,
             break;
         memcpy(beams, next, (size_t)n_next * sizeof *beams);
         n_beams = n_next;
-        if ((rc = sotto__decode_reorder(st, n_beams, src)) != 0 ||
-            (rc = sotto__decode(st, n_beams, 1, feed, lg, NULL)) != 0)
+        if ((rc = net->step(net->ctx, n_beams, src, feed, lg)) != 0)
             goto fail;
     }
     {
@@ -437,32 +437,60 @@ fail:
     return rc;
 }
 
+int sotto__search(const struct sotto_model *m, const sotto__stepper *net,
+                  float *logits, const sotto__gen_opts *o,
+                  sotto__gen_result *res)
+{
+    int rc;
+
+    res->n_tokens = 0;
+    res->sum_logprob = 0.0;
+    if (o->max_new_tokens <= 0 ||
+        o->max_new_tokens > (int)SOTTO__ARRAY_LEN(res->tokens) || net->max_seq < 1)
+        return SOTTO_EINVAL;
+    if (o->temperature > 0.0f)
+        rc = generate_sampled(m, net, o, logits, res);
+    else if (o->beam_size > 1)
+        rc = generate_beam(m, net, o, logits, res);
+    else
+        rc = generate_greedy(m, net, o, logits, res);
+    res->avg_logprob = res->sum_logprob / (res->n_tokens + 1);
+    return rc;
+}
+
+/* The network side of a search: sequence s continues the cache of src[s]. */
+static int infer_step(void *ctx, int n_seq, const int *src, const int *tokens,
+                      float *logits)
+{
+    sotto__infer *st = ctx;
+    int identity = 1, rc;
+
+    for (int s = 0; s < n_seq; s++)
+        identity &= src[s] == s;
+    if (!identity && (rc = sotto__decode_reorder(st, n_seq, src)) != 0)
+        return rc;
+    return sotto__decode(st, n_seq, 1, tokens, logits, NULL);
+}
+
 int sotto__generate(sotto__infer *st, const int *prompt, int n_prompt,
                     int sot_index, const sotto__gen_opts *o,
                     sotto__gen_result *res)
 {
     const struct sotto_model *m = st->m;
+    sotto__stepper net = { infer_step, st, st->n_seq_cap };
     float *logits;
     int rc;
 
     memset(res, 0, sizeof *res);
     if (n_prompt <= 0 || sot_index < 0 || sot_index >= n_prompt ||
-        o->max_new_tokens <= 0 || o->max_new_tokens > (int)SOTTO__ARRAY_LEN(res->tokens) ||
         n_prompt + o->max_new_tokens > m->n_text_ctx + 1)
         return SOTTO_EINVAL;
     logits = malloc((size_t)m->n_vocab * sizeof *logits);
     if (logits == NULL)
         return SOTTO_ENOMEM;
     rc = feed_prompt(st, prompt, n_prompt, sot_index, logits, &res->no_speech_prob);
-    if (rc == 0) {
-        if (o->temperature > 0.0f)
-            rc = generate_sampled(st, o, logits, res);
-        else if (o->beam_size > 1)
-            rc = generate_beam(st, o, logits, res);
-        else
-            rc = generate_greedy(st, o, logits, res);
-    }
-    res->avg_logprob = res->sum_logprob / (res->n_tokens + 1);
+    if (rc == 0)
+        rc = sotto__search(m, &net, logits, o, res);
     free(logits);
     return rc;
 }

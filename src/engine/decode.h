@@ -45,6 +45,29 @@ int sotto__generate(sotto__infer *st, const int *prompt, int n_prompt,
                     int sot_index, const sotto__gen_opts *o,
                     sotto__gen_result *res);
 
+/*
+ * What a search needs from the network: append tokens[s] to sequence s
+ * (which continues the cache of sequence src[s], for s < n_seq) and write
+ * each sequence's next-token logits to logits[s * n_vocab ...].
+ * sotto__generate() binds it to a sotto__infer; the unit tests bind it to a
+ * constructed language model.
+ */
+typedef struct sotto__stepper {
+    int (*step)(void *ctx, int n_seq, const int *src, const int *tokens,
+                float *logits);
+    void *ctx;
+    int max_seq;               /* parallel sequences the network holds */
+} sotto__stepper;
+
+/*
+ * Runs greedy decoding, beam search or sampling (by o) from `logits`, the
+ * next-token logits after the prompt (overwritten), filling res's tokens,
+ * sum_logprob and avg_logprob.  Returns 0 or a negative code.
+ */
+int sotto__search(const struct sotto_model *m, const sotto__stepper *net,
+                  float *logits, const sotto__gen_opts *o,
+                  sotto__gen_result *res);
+
 /* Applies the logit filters for a sequence that has sampled
  * sampled[0 .. n_sampled) so far (exposed for the unit tests). */
 void sotto__apply_filters(const struct sotto_model *m, float *logits,

@@ -472,7 +472,9 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
             sotto__errf(err, errcap, rc, "encoder failed: %s", sotto_strerror(rc));
             goto fail;
         }
-        if (m->multilingual && (lang_token < 0 || p->language == NULL)) {
+        /* The language is chosen once, on the first window (faster-whisper
+         * detects it on the first 30 s too). */
+        if (m->multilingual && lang_token < 0) {
             if ((rc = choose_language(st, p->language, &lang_token)) != 0) {
                 sotto__errf(err, errcap, rc, "unknown language \"%s\"",
                             p->language ? p->language : "(detect)");
