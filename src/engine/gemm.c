@@ -7,7 +7,6 @@
  * time; other x86-64 CPUs (and other architectures) take the portable
  * path, which gives the same results up to float rounding.
  */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +15,9 @@
 
 #include "common/common.h"
 #include "engine/gemm.h"
+#include "engine/vec.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
 #include <immintrin.h>
 #define SOTTO__HAVE_X86 1
 #else
@@ -74,47 +73,9 @@ static float half_to_float(uint16_t h)
     return f;
 }
 
-/*
- * AVX2, FMA and F16C, and an OS that saves the AVX registers.  Read with
- * cpuid directly: clang 14's __builtin_cpu_supports() does not know f16c.
- */
-static int probe_f16c_fma(void)
-{
-#if SOTTO__HAVE_X86
-    unsigned a, b, c, d;
-    unsigned lo, hi;
-
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return 0;
-    if (!(c & (1u << 12)) || !(c & (1u << 29)) || !(c & (1u << 27)) ||
-        !(c & (1u << 28)))
-        return 0;                       /* FMA, F16C, OSXSAVE, AVX */
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 6u) != 6u)
-        return 0;                       /* XMM and YMM state enabled */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-        return 0;
-    return (b & (1u << 5)) != 0;        /* AVX2 */
-#else
-    return 0;
-#endif
-}
-
-/* The probe runs once per process (cpuid can trap to the hypervisor, so it
- * is too slow to repeat per product).  The cached value is a fact about the
- * hardware, written once under pthread_once, not mutable state. */
-static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
-static int cpu_f16c_fma;
-
-static void cpu_probe_once(void)
-{
-    cpu_f16c_fma = probe_f16c_fma();
-}
-
 static int cpu_has_f16c_fma(void)
 {
-    pthread_once(&cpu_once, cpu_probe_once);
-    return cpu_f16c_fma;
+    return sotto__cpu_has_avx2();
 }
 
 #if SOTTO__HAVE_X86
@@ -186,11 +147,23 @@ static inline float hsum256(__m256 v)
 /* One weight row against M activation rows: out[m] = x[m] · row.  Kept
  * out of line so that no vector value crosses into the OpenMP region
  * (clang outlines parallel loops without the target attribute). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 load8(const unsigned char *row, int f16, int k)
+{
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128(
+                     (const __m128i *)(const void *)(row + 2 * (size_t)k)))
+               : _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+}
+
+/* One weight row against M activation rows: out[m] = x[m] · row.  Kept
+ * out of line so that no vector value crosses into the OpenMP region
+ * (clang outlines parallel loops without the target attribute).  Up to 4
+ * rows use two accumulators each, so the FMA latency chain is halved. */
 __attribute__((target("avx2,fma,f16c"), noinline))
 static void row_dots_x86(const unsigned char *row, int f16, const float *x,
                          int M, int K, float *out)
 {
-    __m256 acc[SOTTO__SMALL_M];
+    __m256 acc[SOTTO__SMALL_M], acc2[4];
     float tail[SOTTO__SMALL_M];
     int k = 0;
 
@@ -198,10 +171,22 @@ static void row_dots_x86(const unsigned char *row, int f16, const float *x,
         acc[m] = _mm256_setzero_ps();
         tail[m] = 0.0f;
     }
+    if (M <= 4) {
+        for (int m = 0; m < M; m++)
+            acc2[m] = _mm256_setzero_ps();
+        for (; k + 16 <= K; k += 16) {
+            __m256 w0 = load8(row, f16, k), w1 = load8(row, f16, k + 8);
+            for (int m = 0; m < M; m++) {
+                const float *xm = x + (size_t)m * K + k;
+                acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(xm), w0, acc[m]);
+                acc2[m] = _mm256_fmadd_ps(_mm256_loadu_ps(xm + 8), w1, acc2[m]);
+            }
+        }
+        for (int m = 0; m < M; m++)
+            acc[m] = _mm256_add_ps(acc[m], acc2[m]);
+    }
     for (; k + 8 <= K; k += 8) {
-        __m256 w = f16 ? _mm256_cvtph_ps(_mm_loadu_si128(
-                             (const __m128i *)(const void *)(row + 2 * (size_t)k)))
-                       : _mm256_loadu_ps((const float *)(const void *)(row + 4 * (size_t)k));
+        __m256 w = load8(row, f16, k);
         for (int m = 0; m < M; m++)
             acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)m * K + k), w, acc[m]);
     }

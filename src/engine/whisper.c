@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "engine/vec.h"
 #include "engine/whisper.h"
 
 #define LN_EPS 1e-5f
@@ -57,9 +58,14 @@ static void layer_norm(const float *x, int n, int d, const float *g,
 /* Exact GELU: x · Φ(x) = 0.5 x (1 + erf(x / √2)). */
 static void gelu(float *x, size_t n, int n_threads)
 {
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n > 16384)
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    const size_t chunk = 16384;
+    const long n_chunks = (long)((n + chunk - 1) / chunk);
+
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_chunks > 1)
+    for (long c = 0; c < n_chunks; c++) {
+        size_t off = (size_t)c * chunk;
+        sotto__gelu(x + off, n - off < chunk ? n - off : chunk);
+    }
 }
 
 static void add_inplace(float *x, const float *y, size_t n)
@@ -72,18 +78,32 @@ static void add_inplace(float *x, const float *y, size_t n)
 static void softmax_rows(float *s, int n, int len, int ld, int n_threads)
 {
 #pragma omp parallel for schedule(static) num_threads(n_threads) if ((size_t)n * len > 65536)
-    for (int i = 0; i < n; i++) {
-        float *r = s + (size_t)i * ld;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int j = 0; j < len; j++)
-            mx = r[j] > mx ? r[j] : mx;
-        for (int j = 0; j < len; j++) {
-            r[j] = expf(r[j] - mx);
-            sum += r[j];
-        }
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < len; j++)
-            r[j] *= inv;
+    for (int i = 0; i < n; i++)
+        sotto__softmax(s + (size_t)i * ld, len);
+}
+
+/*
+ * Attention of a single query (a decoder step): per head, scores against
+ * the nk keys, softmax, weighted sum of the values.  Heads run in parallel;
+ * scores holds H * nk floats.  Vector kernels instead of GEMM calls, since
+ * OpenBLAS's per-call cost dominates products this small.
+ */
+static void attention_one(const float *q, const float *k, int ldk,
+                          const float *v, int ldv, int nk, int d, int H,
+                          float *scores, float *out, const int *cap_head,
+                          float *cap_out, int n_threads)
+{
+    const int dh = d / H;
+    const float scale = 1.0f / sqrtf((float)dh);
+
+#pragma omp parallel for schedule(static) num_threads(n_threads) if ((size_t)nk * d > 32768)
+    for (int h = 0; h < H; h++) {
+        float *sc = scores + (size_t)h * nk;
+        sotto__dots(q + h * dh, k + h * dh, ldk, nk, dh, scale, sc);
+        if (cap_out != NULL && cap_head[h] >= 0)
+            memcpy(cap_out + (size_t)cap_head[h] * nk, sc, (size_t)nk * sizeof *sc);
+        sotto__softmax(sc, nk);
+        sotto__weighted_sum(sc, v + h * dh, ldv, nk, dh, out + h * dh);
     }
 }
 
@@ -104,6 +124,11 @@ static void attention(const float *q, int ldq, const float *k, int ldk,
     const int dh = d / H;
     const float scale = 1.0f / sqrtf((float)dh);
 
+    if (n == 1) {
+        attention_one(q, k, ldk, v, ldv, causal ? first + 1 : nk, d, H,
+                      scores, out, cap_head, cap_out, n_threads);
+        return;
+    }
     for (int h = 0; h < H; h++) {
         sotto__sgemm(1, n, nk, dh, scale, q + h * dh, ldq, k + h * dh, ldk,
                      0.0f, scores, nk);
@@ -276,7 +301,8 @@ int sotto__encode(sotto__infer *st, const float *mel, int stride, int n_frames)
      * or a layer's h, qkv, att, ffn and one head's scores. */
     stem = (size_t)n_frames * (size_t)(m->n_mels > d ? m->n_mels : d) * 3 +
            (size_t)n_frames * d;
-    layer = Td + 3 * Td + Td + (size_t)T * m->n_ffn + (size_t)T * T;
+    layer = Td + 3 * Td + Td + (size_t)T * m->n_ffn +
+            (size_t)(T > m->n_heads ? T : m->n_heads) * T;
     need = Td + (stem > layer ? stem : layer);
     if ((w = sotto__scratch_get(&st->work, need)) == NULL)
         return SOTTO_ENOMEM;
@@ -427,7 +453,7 @@ int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
             return SOTTO_EINVAL;
 
     w = sotto__scratch_get(&st->work, rd * 6 + (size_t)rows * m->n_ffn +
-                                          (size_t)n_tok * nk_max +
+                                          (size_t)(n_tok > m->n_heads ? n_tok : m->n_heads) * nk_max +
                                           (size_t)n_seq * d);
     if (w == NULL)
         return SOTTO_ENOMEM;
@@ -437,7 +463,7 @@ int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
     att = qkv + 3 * rd;
     ffn = att + rd;                /* [rows, F] */
     scores = ffn + (size_t)rows * m->n_ffn;
-    last = scores + (size_t)n_tok * nk_max;
+    last = scores + (size_t)(n_tok > m->n_heads ? n_tok : m->n_heads) * nk_max;
 
     /* Token embeddings plus learned positions. */
     for (int s = 0; s < n_seq; s++)
