@@ -7,7 +7,8 @@ Usage:
         [--shared DIR] [--warmup 1] [--engines a,b] [--out FILE]
 
 Engines (each measurement is one fresh process, so model load counts for all):
-    sotto-b1    SOTTO transcribe --model DIR --threads N --beam-size 1 --format json FILE
+    sotto-b1    SOTTO transcribe --model DIR --threads N --beam-size 1 --no-fallback
+                --format json FILE (temperature 0 only, as fw_run.py)
     fw-f32-b1   bench/fw_run.py, faster-whisper compute_type=float32, beam 1
     fw-int8-b1  bench/fw_run.py, faster-whisper compute_type=int8,    beam 1
     sotto-b5    as sotto-b1 with --beam-size 5
@@ -102,7 +103,7 @@ def command(engine, args, path):
     if kind == "sotto":
         return [args.sotto, "transcribe", "--model", args.model,
                 "--threads", str(args.threads), "--beam-size", str(beam),
-                "--format", "json", path]
+                "--no-fallback", "--format", "json", path]
     return [args.python, os.path.join(HERE, "fw_run.py"), "--model", args.model,
             "--compute-type", ctype, "--beam-size", str(beam),
             "--threads", str(args.threads), path]

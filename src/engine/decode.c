@@ -29,20 +29,7 @@
 
 #include "common/common.h"
 #include "engine/decode.h"
-
-double sotto__logsumexp(const float *x, int n)
-{
-    float mx = -INFINITY;
-    double sum = 0.0;
-
-    for (int i = 0; i < n; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    if (mx == -INFINITY)
-        return -INFINITY;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)x[i] - mx);
-    return mx + log(sum);
-}
+#include "engine/vec.h"
 
 static void mask_range(float *logits, int from, int to)
 {
@@ -112,14 +99,14 @@ void sotto__apply_filters(const struct sotto_model *m, float *logits,
     }
 
     /* If the timestamps together are likelier than any text token, force a
-     * timestamp. */
+     * timestamp.  (Both sides of the log-probability comparison share the
+     * normaliser, so the logits compare directly.) */
     {
-        double lse = sotto__logsumexp(logits, V);
-        double ts = sotto__logsumexp(logits + tb, V - tb) - lse;
+        double ts = sotto__logsumexp(logits + tb, V - tb);
         float max_text = -INFINITY;
         for (int i = 0; i < tb; i++)
             max_text = logits[i] > max_text ? logits[i] : max_text;
-        if (ts > (double)max_text - lse)
+        if (ts > (double)max_text)
             mask_range(logits, 0, tb);
     }
 }

@@ -74,7 +74,4 @@ void sotto__apply_filters(const struct sotto_model *m, float *logits,
                           const int *sampled, int n_sampled,
                           const sotto__gen_opts *o);
 
-/* log(sum(exp(x))) over n values. */
-double sotto__logsumexp(const float *x, int n);
-
 #endif

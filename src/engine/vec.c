@@ -234,6 +234,54 @@ static void gelu_x86(float *x, size_t n)
 }
 #endif
 
+#if SOTTO__HAVE_X86
+__attribute__((target("avx2,fma")))
+static double logsumexp_x86(const float *x, int n)
+{
+    __m256 vmax = _mm256_set1_ps(-INFINITY), vsum = _mm256_setzero_ps();
+    float mx = -INFINITY, t[8];
+    double sum;
+    int i = 0;
+
+    for (; i + 8 <= n; i += 8)
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    _mm256_storeu_ps(t, vmax);
+    for (int j = 0; j < 8; j++)
+        mx = t[j] > mx ? t[j] : mx;
+    for (int j = i; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    if (mx == -INFINITY)
+        return -INFINITY;
+    {
+        const __m256 m8 = _mm256_set1_ps(mx);
+        for (i = 0; i + 8 <= n; i += 8)
+            vsum = _mm256_add_ps(vsum, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8)));
+    }
+    sum = hsum(vsum);
+    for (; i < n; i++)
+        sum += exp((double)x[i] - mx);
+    return mx + log(sum);
+}
+#endif
+
+double sotto__logsumexp(const float *x, int n)
+{
+    float mx = -INFINITY;
+    double sum = 0.0;
+
+#if SOTTO__HAVE_X86
+    if (sotto__cpu_has_avx2())
+        return logsumexp_x86(x, n);
+#endif
+    for (int i = 0; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY)
+        return -INFINITY;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)x[i] - mx);
+    return mx + log(sum);
+}
+
 void sotto__gelu(float *x, size_t n)
 {
 #if SOTTO__HAVE_X86

@@ -20,6 +20,9 @@ int sotto__cpu_has_avx2(void);
  * the AVX2 erf has an absolute error below 1.5e-7. */
 void sotto__gelu(float *x, size_t n);
 
+/* log(sum(exp(x[i]))) over n values; -INFINITY when all are. */
+double sotto__logsumexp(const float *x, int n);
+
 /* In place: x[0 .. n) = softmax(x).  -INFINITY entries become 0; n > 0 and
  * at least one entry must be finite. */
 void sotto__softmax(float *x, int n);

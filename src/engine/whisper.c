@@ -183,6 +183,7 @@ void sotto__infer_destroy(sotto__infer *st)
     free(st->self_v);
     sotto__scratch_free(&st->wide);
     sotto__scratch_free(&st->work);
+    sotto__scratch_free(&st->reorder);
     free(st);
 }
 
@@ -499,6 +500,7 @@ int sotto__decode_reorder(sotto__infer *st, int n_seq, const int *src)
 {
     const struct sotto_model *m = st->m;
     const size_t row = (size_t)st->len * m->d;
+    int need[64], n_need = 0, slot[64];
     float *tmp;
 
     if (n_seq <= 0 || n_seq > st->n_seq_cap)
@@ -508,19 +510,36 @@ int sotto__decode_reorder(sotto__infer *st, int n_seq, const int *src)
             return SOTTO_EINVAL;
     if (row == 0)
         return 0;
-    tmp = malloc((size_t)n_seq * row * sizeof *tmp);
+    /* Only sequences that take another's cache move; the caches they read
+     * are saved first, since a move may overwrite one. */
+    for (int s = 0; s < st->n_seq_cap; s++)
+        slot[s] = -1;
+    for (int s = 0; s < n_seq; s++)
+        if (src[s] != s && slot[src[s]] < 0) {
+            slot[src[s]] = n_need;
+            need[n_need++] = src[s];
+        }
+    if (n_need == 0)
+        return 0;
+    tmp = sotto__scratch_get(&st->reorder, 2 * (size_t)n_need * row *
+                                                (size_t)m->n_text_layers);
     if (tmp == NULL)
         return SOTTO_ENOMEM;
-    for (int l = 0; l < m->n_text_layers; l++) {
-        for (int pass = 0; pass < 2; pass++) {
-            float *(*at)(sotto__infer *, int, int) = pass ? self_v_at : self_k_at;
-            for (int s = 0; s < n_seq; s++)
-                memcpy(tmp + (size_t)s * row, at(st, l, src[s]), row * sizeof *tmp);
-            for (int s = 0; s < n_seq; s++)
-                memcpy(at(st, l, s), tmp + (size_t)s * row, row * sizeof *tmp);
+    for (int l = 0; l < m->n_text_layers; l++)
+        for (int i = 0; i < n_need; i++) {
+            float *t = tmp + ((size_t)l * n_need + i) * 2 * row;
+            memcpy(t, self_k_at(st, l, need[i]), row * sizeof *t);
+            memcpy(t + row, self_v_at(st, l, need[i]), row * sizeof *t);
         }
-    }
-    free(tmp);
+    for (int l = 0; l < m->n_text_layers; l++)
+        for (int s = 0; s < n_seq; s++) {
+            const float *t;
+            if (src[s] == s)
+                continue;
+            t = tmp + ((size_t)l * n_need + slot[src[s]]) * 2 * row;
+            memcpy(self_k_at(st, l, s), t, row * sizeof *t);
+            memcpy(self_v_at(st, l, s), t + row, row * sizeof *t);
+        }
     return 0;
 }
 

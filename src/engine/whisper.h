@@ -36,6 +36,7 @@ typedef struct sotto__infer {
 
     sotto__scratch wide;    /* widened weights for sotto__linear */
     sotto__scratch work;    /* activations */
+    sotto__scratch reorder; /* caches saved while beams are reordered */
 } sotto__infer;
 
 /* Creates a state for up to n_seq parallel decoder sequences. */
