@@ -163,6 +163,32 @@ static void dots_x86(const float *q, const float *k, int ldk, int n, int dh,
     }
 }
 
+/* Whisper's 64-wide heads: each key row is loaded once into eight
+ * registers and dotted with every query. */
+__attribute__((target("avx2,fma")))
+static void dots_multi64_x86(const float *q, int ldq, int nq, const float *k,
+                             int ldk, int n, float alpha, float *out)
+{
+    for (int j = 0; j < n; j++) {
+        const float *kj = k + (size_t)j * ldk;
+        __m256 kr[8];
+        for (int i = 0; i < 8; i++)
+            kr[i] = _mm256_loadu_ps(kj + 8 * i);
+        for (int s = 0; s < nq; s++) {
+            const float *qs = q + (size_t)s * ldq;
+            __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(qs), kr[0]);
+            __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(qs + 8), kr[1]);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 16), kr[2], a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 24), kr[3], a1);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 32), kr[4], a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 40), kr[5], a1);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 48), kr[6], a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 56), kr[7], a1);
+            out[(size_t)s * n + j] = alpha * hsum(_mm256_add_ps(a0, a1));
+        }
+    }
+}
+
 __attribute__((target("avx2,fma")))
 static void weighted_sum_x86(const float *p, const float *v, int ldv, int n,
                              int dh, float *out)
@@ -330,6 +356,19 @@ void sotto__dots(const float *q, const float *k, int ldk, int n, int dh,
             acc += q[d] * k[(size_t)j * ldk + d];
         out[j] = alpha * acc;
     }
+}
+
+void sotto__dots_multi(const float *q, int ldq, int nq, const float *k,
+                       int ldk, int n, int dh, float alpha, float *out)
+{
+#if SOTTO__HAVE_X86
+    if (dh == 64 && sotto__cpu_has_avx2()) {
+        dots_multi64_x86(q, ldq, nq, k, ldk, n, alpha, out);
+        return;
+    }
+#endif
+    for (int s = 0; s < nq; s++)
+        sotto__dots(q + (size_t)s * ldq, k, ldk, n, dh, alpha, out + (size_t)s * n);
 }
 
 void sotto__weighted_sum(const float *p, const float *v, int ldv, int n,

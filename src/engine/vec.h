@@ -31,6 +31,11 @@ void sotto__softmax(float *x, int n);
 void sotto__dots(const float *q, const float *k, int ldk, int n, int dh,
                  float alpha, float *out);
 
+/* The same for nq queries q_s = q + s * ldq sharing the keys:
+ * out[s * n + j] = alpha * (q_s · k_j).  Each key is read once. */
+void sotto__dots_multi(const float *q, int ldq, int nq, const float *k,
+                       int ldk, int n, int dh, float alpha, float *out);
+
 /* out[0 .. dh) = sum over j < n of p[j] * v_j, v_j = v + j * ldv. */
 void sotto__weighted_sum(const float *p, const float *v, int ldv, int n,
                          int dh, float *out);

@@ -146,6 +146,32 @@ static void attention(const float *q, int ldq, const float *k, int ldk,
     }
 }
 
+/*
+ * Cross-attention of nq single queries (one per beam or candidate, rows of
+ * q with stride d) against the same keys and values: scores for all
+ * queries are computed in one pass over the keys.  scores holds
+ * H * nq * nk floats; out is [nq, d].
+ */
+static void attention_shared_kv(const float *q, int nq, const float *k,
+                                int ldk, const float *v, int ldv, int nk,
+                                int d, int H, float *scores, float *out,
+                                int n_threads)
+{
+    const int dh = d / H;
+    const float scale = 1.0f / sqrtf((float)dh);
+
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int h = 0; h < H; h++) {
+        float *sc = scores + (size_t)h * nq * nk;
+        sotto__dots_multi(q + h * dh, d, nq, k + h * dh, ldk, nk, dh, scale, sc);
+        for (int s = 0; s < nq; s++) {
+            sotto__softmax(sc + (size_t)s * nk, nk);
+            sotto__weighted_sum(sc + (size_t)s * nk, v + h * dh, ldv, nk, dh,
+                                out + (size_t)s * d + h * dh);
+        }
+    }
+}
+
 /* ---- state --------------------------------------------------------------- */
 
 int sotto__infer_create(const struct sotto_model *m, int n_seq,
@@ -407,10 +433,13 @@ static int decoder_cross_attention(sotto__infer *st, int l, int S, int n,
     layer_norm(x, rows, d, dl->cross_ln_g, dl->cross_ln_b, h, nt);
     if ((rc = sotto__linear(h, rows, &dl->cross_q, dl->cross_q_b, q, &st->wide, nt)))
         return rc;
-    for (int s = 0; s < S; s++)
-        attention(q + (size_t)s * n * d, d, ck, d, cv, d, n, T, d, m->n_heads,
-                  0, 0, scores, att + (size_t)s * n * d, d, cap_head,
-                  any ? cap->out : NULL, nt);
+    if (n == 1 && S > 1 && !any)
+        attention_shared_kv(q, S, ck, d, cv, d, T, d, m->n_heads, scores, att, nt);
+    else
+        for (int s = 0; s < S; s++)
+            attention(q + (size_t)s * n * d, d, ck, d, cv, d, n, T, d,
+                      m->n_heads, 0, 0, scores, att + (size_t)s * n * d, d,
+                      cap_head, any ? cap->out : NULL, nt);
     if ((rc = sotto__linear(att, rows, &dl->cross_out, dl->cross_out_b, h, &st->wide, nt)))
         return rc;
     add_inplace(x, h, (size_t)rows * d);
@@ -441,6 +470,10 @@ int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
     const int d = m->d, rows = n_seq * n_tok, nt = m->n_threads;
     const int nk_max = st->len + n_tok > st->T ? st->len + n_tok : st->T;
     const size_t rd = (size_t)rows * d;
+    /* Score rows: n_tok queries of one sequence at a time, or one query per
+     * head for every sequence at once. */
+    const size_t score_rows = (size_t)(n_tok > m->n_heads * n_seq ? n_tok
+                                                                 : m->n_heads * n_seq);
     float *w, *x, *h, *qkv, *att, *ffn, *scores, *last;
     int rc;
 
@@ -454,7 +487,7 @@ int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
             return SOTTO_EINVAL;
 
     w = sotto__scratch_get(&st->work, rd * 6 + (size_t)rows * m->n_ffn +
-                                          (size_t)(n_tok > m->n_heads ? n_tok : m->n_heads) * nk_max +
+                                          score_rows * nk_max +
                                           (size_t)n_seq * d);
     if (w == NULL)
         return SOTTO_ENOMEM;
@@ -464,7 +497,7 @@ int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
     att = qkv + 3 * rd;
     ffn = att + rd;                /* [rows, F] */
     scores = ffn + (size_t)rows * m->n_ffn;
-    last = scores + (size_t)(n_tok > m->n_heads ? n_tok : m->n_heads) * nk_max;
+    last = scores + score_rows * nk_max;
 
     /* Token embeddings plus learned positions. */
     for (int s = 0; s < n_seq; s++)

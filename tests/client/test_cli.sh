@@ -84,6 +84,28 @@ expect 2 "infinite" "Inf samples" -- $T "$TMP/inf.wav"
 printf 'abc' > "$TMP/odd.raw"
 expect 2 "partial" "raw input with a partial frame" -- sh -c "$T --raw --rate 16000 - < '$TMP/odd.raw'"
 
+# An initial prompt conditions the first window; the speech still wins.
+expect 0 "" "initial prompt" -- $T --initial-prompt "President Kennedy's inaugural address." "$JFK"
+grep -q "what you can do for your country" "$TMP/out" || fail "initial prompt text: $(cat "$TMP/out")"
+
+# Full default decoding (beam 5, temperature fallback) and word timestamps.
+expect 0 "" "default decoding with words" -- $SOTTO transcribe --model "$MODEL" --word-timestamps --format json "$JFK"
+python3 -c "
+import json
+d=json.load(open('$TMP/out'))
+w=[x for s in d['segments'] for x in s['words']]
+assert len(w)==22 and w[0]['word'].strip()=='And', w[:2]
+assert all(a['start']<=a['end'] for a in w)
+" || fail "word timestamps in json"
+
+# Fetching with no reachable index fails with a clear message and leaves
+# nothing behind.
+expect 1 "offline" "fetch while offline" -- env PIP_INDEX_URL=http://127.0.0.1:9/simple \
+    PIP_NO_INDEX= PIP_RETRIES=0 PIP_TIMEOUT=2 PIP_FIND_LINKS= PIP_NO_CACHE_DIR=1 \
+    $SOTTO model fetch tiny.en --dir "$TMP/models/tiny.en"
+[ ! -e "$TMP/models/tiny.en" ] || fail "a failed fetch left $TMP/models/tiny.en behind"
+ls "$TMP/models" 2>/dev/null | grep -q fetch && fail "a failed fetch left its staging folder"
+
 # Bad usage and a bad model.
 expect 2 "" "no input" -- $SOTTO transcribe
 expect 2 "" "bad format" -- $T --format xml "$JFK"
