@@ -122,7 +122,7 @@ typedef struct sotto_model_info {
     int n_vocab;
     int n_audio_layers, n_text_layers;
     int d_model, n_heads;
-    int multilingual;       /* 1 if the vocabulary has language tokens */
+    int multilingual;       /* 1 for multilingual vocabularies (>= 51865 ids) */
     const char *dtype;      /* "float16" or "float32", as stored */
     size_t mapped_bytes;    /* size of the shared, read-only mapping */
 } sotto_model_info;
