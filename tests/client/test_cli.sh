@@ -106,6 +106,19 @@ expect 1 "offline" "fetch while offline" -- env PIP_INDEX_URL=http://127.0.0.1:9
 [ ! -e "$TMP/models/tiny.en" ] || fail "a failed fetch left $TMP/models/tiny.en behind"
 ls "$TMP/models" 2>/dev/null | grep -q fetch && fail "a failed fetch left its staging folder"
 
+# A float32 conversion of the model gives exactly the same tokens.
+python3 tests/engine/make_f32_model.py "$MODEL" "$TMP/f32" || fail "cannot build a float32 model"
+expect 0 "" "float32 model" -- $SOTTO transcribe --model "$TMP/f32" --beam-size 1 --no-fallback --format json "$JFK"
+cp "$TMP/out" "$TMP/f32.json"
+expect 0 "" "float16 model" -- $T --format json "$JFK"
+python3 -c "
+import json
+a=json.load(open('$TMP/f32.json')); b=json.load(open('$TMP/out'))
+ta=[t for s in a['segments'] for t in s['tokens']]; tb=[t for s in b['segments'] for t in s['tokens']]
+assert ta==tb, (ta, tb)
+" || fail "float32 and float16 models disagree"
+rm -rf "$TMP/f32"
+
 # Bad usage and a bad model.
 expect 2 "" "no input" -- $SOTTO transcribe
 expect 2 "" "bad format" -- $T --format xml "$JFK"
