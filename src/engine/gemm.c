@@ -15,14 +15,9 @@
 
 #include "common/common.h"
 #include "engine/gemm.h"
+#include "engine/simd.h"
 #include "engine/vec.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define SOTTO__HAVE_X86 1
-#else
-#define SOTTO__HAVE_X86 0
-#endif
 
 float *sotto__scratch_get(sotto__scratch *s, size_t n)
 {
@@ -134,16 +129,6 @@ void sotto__weight_rows(const sotto__weight *w, int row, int n, float *dst)
  * split across threads.
  */
 #if SOTTO__HAVE_X86
-__attribute__((target("avx2,fma,f16c")))
-static inline float hsum256(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-    return _mm_cvtss_f32(lo);
-}
-
 /* One weight row against M activation rows: out[m] = x[m] · row.  Kept
  * out of line so that no vector value crosses into the OpenMP region
  * (clang outlines parallel loops without the target attribute). */
@@ -203,7 +188,7 @@ static void row_dots_x86(const unsigned char *row, int f16, const float *x,
             tail[m] += x[(size_t)m * K + k] * w;
     }
     for (int m = 0; m < M; m++)
-        out[m] = hsum256(acc[m]) + tail[m];
+        out[m] = sotto__hsum256(acc[m]) + tail[m];
 }
 
 static void small_m_x86(const float *x, int M, const sotto__weight *W,

@@ -11,12 +11,9 @@
 
 #include "engine/vec.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#include "engine/simd.h"
+#if SOTTO__HAVE_X86
 #include <cpuid.h>
-#include <immintrin.h>
-#define SOTTO__HAVE_X86 1
-#else
-#define SOTTO__HAVE_X86 0
 #endif
 
 /*
@@ -94,16 +91,6 @@ static inline __m256 exp256(__m256 x)
     return _mm256_andnot_ps(under, p);
 }
 
-__attribute__((target("avx2,fma"), always_inline))
-static inline float hsum(__m256 v)
-{
-    __m128 l = _mm256_castps256_ps128(v), h = _mm256_extractf128_ps(v, 1);
-    l = _mm_add_ps(l, h);
-    l = _mm_add_ps(l, _mm_movehl_ps(l, l));
-    l = _mm_add_ss(l, _mm_shuffle_ps(l, l, 1));
-    return _mm_cvtss_f32(l);
-}
-
 __attribute__((target("avx2,fma")))
 static void softmax_x86(float *x, int n)
 {
@@ -129,7 +116,7 @@ static void softmax_x86(float *x, int n)
             vsum = _mm256_add_ps(vsum, e);
         }
     }
-    sum = hsum(vsum);
+    sum = sotto__hsum256(vsum);
     for (; i < n; i++) {
         x[i] = expf(x[i] - mx);
         sum += x[i];
@@ -159,7 +146,7 @@ static void dots_x86(const float *q, const float *k, int ldk, int n, int dh,
         }
         for (; d < dh; d++)
             t += q[d] * kj[d];
-        out[j] = alpha * (hsum(_mm256_add_ps(a0, a1)) + t);
+        out[j] = alpha * (sotto__hsum256(_mm256_add_ps(a0, a1)) + t);
     }
 }
 
@@ -184,7 +171,7 @@ static void dots_multi64_x86(const float *q, int ldq, int nq, const float *k,
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 40), kr[5], a1);
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 48), kr[6], a0);
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qs + 56), kr[7], a1);
-            out[(size_t)s * n + j] = alpha * hsum(_mm256_add_ps(a0, a1));
+            out[(size_t)s * n + j] = alpha * sotto__hsum256(_mm256_add_ps(a0, a1));
         }
     }
 }
@@ -283,7 +270,7 @@ static double logsumexp_x86(const float *x, int n)
         for (i = 0; i + 8 <= n; i += 8)
             vsum = _mm256_add_ps(vsum, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8)));
     }
-    sum = hsum(vsum);
+    sum = sotto__hsum256(vsum);
     for (; i < n; i++)
         sum += exp((double)x[i] - mx);
     return mx + log(sum);
