@@ -36,7 +36,7 @@ CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-LIB_SRC  := $(sort $(wildcard src/common/*.c src/engine/*.c src/audio/*.c))
+LIB_SRC  := $(sort $(wildcard src/common/*.c src/engine/*.c src/stream/*.c src/audio/*.c))
 CLI_SRC  := $(sort $(wildcard src/client/*.c))
 TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
@@ -77,6 +77,9 @@ e2e-test: $(BUILD)/sotto
 # The model defaults to the installed tiny.en; the shared audio to ../shared.
 bench: all
 	python3 bench/bench.py --sotto $(BUILD)/sotto \
+	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
+	    --shared "$${SOTTO_SHARED:-../shared}"
+	python3 bench/stream_bench.py --sotto $(BUILD)/sotto \
 	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
 	    --shared "$${SOTTO_SHARED:-../shared}"
 

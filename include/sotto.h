@@ -16,11 +16,20 @@
  * A sotto_result holds the segments (and optionally words) produced by one
  * call to sotto_transcribe().
  *
+ * A sotto_stream transcribes live audio fed in pieces, and reports partial
+ * and final text through events (see "Streaming" below).
+ *
  * Threading contract
  * ------------------
  * - A sotto_model is never modified after sotto_model_create() returns.
  *   Any number of threads may call sotto_transcribe() on the same model at
- *   the same time; each call allocates its own working state.
+ *   the same time, and any number of streams may run on it from any number
+ *   of threads; each call or stream has its own working state.
+ * - A sotto_stream is used by one thread at a time (it may move between
+ *   threads).  It starts no threads of its own.
+ * - A model must outlive its streams.  Once the last stream and the model
+ *   are destroyed, nothing of them is left: memory, mappings and files are
+ *   released, and a new model can be loaded at once.
  * - A sotto_result belongs to the caller and must not be used from two
  *   threads at once unless both only read it.
  * - OpenBLAS keeps its thread count per process: the n_threads of the most
@@ -103,6 +112,10 @@ typedef struct sotto_model_params {
     int n_threads;          /* threads for inference; 0 = number of cores */
     sotto_log_fn log;       /* optional log sink */
     void *log_user;         /* passed to log */
+    /* Optional path of Silero VAD weights (silero_vad_16k.safetensors, as
+     * `sotto model fetch silero-vad` installs them).  Streams gate their
+     * audio with it; without it, streams need vad = 0.  Copied. */
+    const char *vad_path;
 } sotto_model_params;
 
 sotto_model_params sotto_model_default_params(void);
@@ -125,6 +138,7 @@ typedef struct sotto_model_info {
     int multilingual;       /* 1 for multilingual vocabularies (>= 51865 ids) */
     const char *dtype;      /* "float16" or "float32", as stored */
     size_t mapped_bytes;    /* size of the shared, read-only mapping */
+    int has_vad;            /* 1 when VAD weights were loaded */
 } sotto_model_info;
 
 void sotto_model_get_info(const sotto_model *model, sotto_model_info *info);
@@ -197,6 +211,153 @@ double sotto_result_duration(const sotto_result *r); /* seconds of audio */
 /* The full text: the segments' texts concatenated. */
 const char *sotto_result_text(const sotto_result *r);
 void sotto_result_destroy(sotto_result *r);
+
+/* ------------------------------------------------------------------------
+ * Streaming
+ * ------------------------------------------------------------------------
+ *
+ * A sotto_stream turns audio that arrives bit by bit (a microphone, a
+ * socket) into text as it is spoken.  Audio is gated by Silero VAD:
+ * silence never reaches the encoder.  While someone speaks, the stream
+ * keeps the utterance in a rolling buffer and re-transcribes it every
+ * min_chunk seconds of new audio; a word is committed once two consecutive
+ * passes agree on it (LocalAgreement-2), and committed words never change.
+ * When the speaker pauses for vad_min_silence_ms the rest of the utterance
+ * is committed and the buffer starts afresh.
+ *
+ * The stream reports through events, read with sotto_stream_poll():
+ *   SOTTO_EVENT_PARTIAL        the uncommitted rest of the current
+ *                              hypothesis; the next partial replaces it;
+ *   SOTTO_EVENT_FINAL          newly committed words, in order, with times;
+ *   SOTTO_EVENT_UTTERANCE_END  the utterance's words are all committed;
+ *   SOTTO_EVENT_ERROR          a pass failed (code and text say why); the
+ *                              stream goes on with the next audio.
+ * Every ending commits the words still pending: sotto_stream_finish()
+ * after a last pass over the buffer, sotto_stream_cancel(s, 1) at once
+ * from the latest pass, and reaching max_seconds of audio like finish.
+ *
+ * Threading: a stream belongs to one thread at a time; different streams
+ * on one model may run on different threads at once.  Inference runs
+ * inside sotto_stream_feed() and sotto_stream_finish(), on the calling
+ * thread: a feed that completes min_chunk seconds of speech takes as long
+ * as one pass over the buffer (tens to hundreds of milliseconds with
+ * tiny.en), the others return at once.  The stream starts no threads, so
+ * after sotto_stream_destroy() nothing of it is left running.
+ */
+
+typedef struct sotto_stream sotto_stream;
+
+typedef struct sotto_stream_params {
+    int sample_rate;          /* Hz of the fed audio, 8000 .. 192000; any
+                               * rate but 16000 is resampled; default 16000 */
+    float min_chunk;          /* seconds of new audio between passes; 1.0 */
+    float first_chunk;        /* seconds of speech before an utterance's
+                               * first pass, for an early partial; 0.5 */
+    float buffer_trim;        /* trim the buffer at a committed segment
+                               * end once it is longer; 15 s */
+    int vad;                  /* 1 = gate with Silero VAD (default); 0 =
+                               * transcribe everything, one utterance */
+    float vad_threshold;      /* speech probability threshold; 0.5 */
+    int vad_min_silence_ms;   /* a pause this long ends an utterance; 600 */
+    int vad_speech_pad_ms;    /* audio kept before speech starts; 300 */
+    int vad_min_speech_ms;    /* shorter utterances are dropped; 250 */
+    int encode_full_window;   /* 1 = pad the encoder input to 30 s as
+                               * offline; default 0 = the real length */
+    double max_seconds;       /* audio after this is refused and the stream
+                               * ends with a flush; 0 = no limit but
+                               * SOTTO_MAX_AUDIO_SECONDS */
+    double time_offset;       /* stream time of the first sample, seconds
+                               * (for a stream resumed elsewhere); 0 */
+    int first_utterance;      /* id of the first utterance; 0 */
+    /* Decoding options for each pass.  Defaults: greedy (beam_size 1),
+     * temperatures 0 and 0.4 as fallback; word_timestamps is always on.
+     * initial_prompt seeds the prompt (e.g. the committed text of a
+     * resumed stream). */
+    sotto_transcribe_params decode;
+} sotto_stream_params;
+
+sotto_stream_params sotto_stream_default_params(void);
+
+enum sotto_event_type {
+    SOTTO_EVENT_PARTIAL = 1,
+    SOTTO_EVENT_FINAL = 2,
+    SOTTO_EVENT_UTTERANCE_END = 3,
+    SOTTO_EVENT_ERROR = 4
+};
+
+typedef struct sotto_event {
+    int type;                 /* enum sotto_event_type */
+    int utterance;            /* utterance id */
+    double start, end;        /* stream time in seconds that the event's
+                               * words span (end only for utterance_end) */
+    double audio_time;        /* seconds of audio fed when it was made */
+    const char *text;         /* UTF-8; "" when there is none */
+    const sotto_word *words;  /* the words of text; times in stream time */
+    int n_words;
+    int code;                 /* SOTTO_EVENT_ERROR: the SOTTO_E* code */
+} sotto_event;
+
+/*
+ * Creates a stream on `model` (which must outlive it).  params may be NULL
+ * for the defaults.  Fails with SOTTO_EINVAL (and a message in err) for
+ * out-of-range parameters, or when vad is on and the model has no VAD.
+ */
+int sotto_stream_create(const sotto_model *model,
+                        const sotto_stream_params *params,
+                        sotto_stream **out, char *err, size_t errcap);
+
+/*
+ * Feeds n mono samples at sample_rate Hz (0 = the stream's rate), any
+ * amount from one sample to SOTTO_MAX_AUDIO_SECONDS.  Float samples are in
+ * [-1, 1].  Audio that cannot be taken is refused whole, with nothing
+ * consumed, and the stream stays usable: n < 0 or pcm NULL (SOTTO_EINVAL),
+ * a rate other than the stream's (SOTTO_EINVAL), NaN or Inf samples
+ * (SOTTO_ENONFINITE), audio after finish or cancel (SOTTO_EINVAL), or
+ * beyond max_seconds (SOTTO_ETOOLONG).  sotto_stream_error() then says
+ * why.  A failed pass is not a failed feed: it gives an error event.
+ */
+int sotto_stream_feed(sotto_stream *s, const float *pcm, ptrdiff_t n,
+                      int sample_rate);
+int sotto_stream_feed_s16(sotto_stream *s, const int16_t *pcm, ptrdiff_t n,
+                          int sample_rate);
+
+/*
+ * Ends the input: runs a last pass over the buffered speech, commits every
+ * pending word and ends the utterance.  Later feeds are refused.
+ */
+int sotto_stream_finish(sotto_stream *s);
+
+/*
+ * Ends the input at once, without another pass.  With flush, the words of
+ * the latest pass that are not committed yet are committed as they stand
+ * (and the utterance ends); without it they are dropped.
+ */
+int sotto_stream_cancel(sotto_stream *s, int flush);
+
+/*
+ * Takes the next event, if any: returns 1 and fills *ev, or 0 when there
+ * is none.  Never blocks.  ev's strings and words stay valid until the next
+ * sotto_stream_poll() or sotto_stream_destroy() on this stream.
+ */
+int sotto_stream_poll(sotto_stream *s, sotto_event *ev);
+
+/* The message of the stream's last refused call ("" if none). */
+const char *sotto_stream_error(const sotto_stream *s);
+
+typedef struct sotto_stream_stats {
+    double audio_seconds;     /* audio fed, in seconds */
+    double speech_seconds;    /* of it, seconds the VAD passed on */
+    double compute_seconds;   /* wall time spent in passes */
+    int n_passes;             /* transcription passes run */
+    int n_utterances;         /* utterances ended */
+    double buffer_seconds;    /* audio in the buffer now */
+    double committed_until;   /* end of the last committed word */
+} sotto_stream_stats;
+
+void sotto_stream_get_stats(const sotto_stream *s, sotto_stream_stats *st);
+
+/* Frees the stream and everything it holds.  Accepts NULL. */
+void sotto_stream_destroy(sotto_stream *s);
 
 /* ------------------------------------------------------------------------
  * Audio input

@@ -40,6 +40,22 @@ int sotto_cli_models_dir(char *buf, size_t cap);
  * the models directory.  Returns 0 or -1 (message printed). */
 int sotto_cli_resolve_model(const char *arg, char *buf, size_t cap);
 
+/* Where `sotto model fetch silero-vad` puts the VAD weights.  Returns 0 or
+ * -1 when the path does not fit. */
+int sotto_cli_vad_path(char *buf, size_t cap);
+
+/* Options of `sotto transcribe --stream`. */
+typedef struct sotto_cli_sim_opts {
+    int chunk_ms;              /* audio arrives in chunks this long */
+    int json;                  /* one JSON object per event */
+} sotto_cli_sim_opts;
+
+/* Plays pcm through a stream on a simulated real-time clock (simulate.c);
+ * returns an exit code. */
+int sotto_cli_simulate(const sotto_model *model, const float *pcm, size_t n,
+                       const sotto_stream_params *sp,
+                       const sotto_cli_sim_opts *o);
+
 /* `sotto model ...`; returns an exit code. */
 int sotto_cli_model_main(int argc, char **argv);
 

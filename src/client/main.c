@@ -51,7 +51,16 @@ static void transcribe_usage(FILE *f)
         "      --raw                 stdin/file is raw s16le PCM (with --rate)\n"
         "      --rate N              sample rate of --raw input\n"
         "      --channels N          channels of --raw input (default 1)\n"
-        "  -v, --verbose             log model loading and progress\n");
+        "  -v, --verbose             log model loading and progress\n"
+        "streaming simulation:\n"
+        "      --stream              play FILE through the streaming API on a\n"
+        "                            simulated real-time clock; print events\n"
+        "      --chunk-ms N          audio arrives in chunks of N ms (default 1000)\n"
+        "      --min-chunk S         seconds of new audio between passes (default 1)\n"
+        "      --vad-model FILE      Silero VAD weights (default: installed silero-vad)\n"
+        "      --no-vad              transcribe everything, without the VAD gate\n"
+        "      --full-window         encode the buffer padded to 30 s\n"
+        "  (with --stream, -f json prints one JSON object per event; -b defaults to 1)\n");
 }
 
 /* Reads a whole stream into memory, up to limit bytes. */
@@ -123,6 +132,15 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+int sotto_cli_vad_path(char *buf, size_t cap)
+{
+    char dir[PATH_MAX];
+    if (sotto_cli_models_dir(dir, sizeof dir) != 0)
+        return -1;
+    return (size_t)snprintf(buf, cap, "%s/silero-vad/silero_vad_16k.safetensors",
+                            dir) < cap ? 0 : -1;
+}
+
 /* Maps a decoding error to an exit code: the input's fault is 2. */
 static int exit_for(int rc)
 {
@@ -138,7 +156,9 @@ static int exit_for(int rc)
 static int transcribe_main(int argc, char **argv)
 {
     enum { OPT_BEST_OF = 256, OPT_TEMP, OPT_NO_FALLBACK, OPT_WORDS, OPT_NO_TS,
-           OPT_NO_COND, OPT_RAW, OPT_RATE, OPT_CHANNELS };
+           OPT_NO_COND, OPT_RAW, OPT_RATE, OPT_CHANNELS, OPT_STREAM,
+           OPT_CHUNK_MS, OPT_MIN_CHUNK, OPT_VAD_MODEL, OPT_NO_VAD,
+           OPT_FULL_WINDOW };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
         { "threads", required_argument, NULL, 't' },
@@ -155,6 +175,12 @@ static int transcribe_main(int argc, char **argv)
         { "raw", no_argument, NULL, OPT_RAW },
         { "rate", required_argument, NULL, OPT_RATE },
         { "channels", required_argument, NULL, OPT_CHANNELS },
+        { "stream", no_argument, NULL, OPT_STREAM },
+        { "chunk-ms", required_argument, NULL, OPT_CHUNK_MS },
+        { "min-chunk", required_argument, NULL, OPT_MIN_CHUNK },
+        { "vad-model", required_argument, NULL, OPT_VAD_MODEL },
+        { "no-vad", no_argument, NULL, OPT_NO_VAD },
+        { "full-window", no_argument, NULL, OPT_FULL_WINDOW },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -165,6 +191,11 @@ static int transcribe_main(int argc, char **argv)
     const char *model_arg = "tiny.en", *input;
     char model_dir[PATH_MAX], err[1024] = "";
     int raw = 0, rate = 0, channels = 1, verbose = 0, c, rc, status;
+    int stream = 0, beam_given = 0, no_vad = 0;
+    sotto_stream_params sp = sotto_stream_default_params();
+    sotto_cli_sim_opts so = { 1000, 0 };
+    const char *vad_arg = NULL;
+    char vad_path[PATH_MAX];
     sotto_model *model = NULL;
     sotto_result *result = NULL;
     float *pcm = NULL;
@@ -188,6 +219,7 @@ static int transcribe_main(int argc, char **argv)
         case 'b':
             if (parse_int(optarg, 1, 16, &tp.beam_size) != 0)
                 goto bad_value;
+            beam_given = 1;
             break;
         case OPT_BEST_OF:
             if (parse_int(optarg, 1, 16, &tp.best_of) != 0)
@@ -215,6 +247,23 @@ static int transcribe_main(int argc, char **argv)
             if (parse_int(optarg, 1, 64, &channels) != 0)
                 goto bad_value;
             break;
+        case OPT_STREAM: stream = 1; break;
+        case OPT_CHUNK_MS:
+            if (parse_int(optarg, 10, 10000, &so.chunk_ms) != 0)
+                goto bad_value;
+            break;
+        case OPT_MIN_CHUNK: {
+            char *end;
+            sp.min_chunk = strtof(optarg, &end);
+            if (end == optarg || *end || !(sp.min_chunk >= 0.1f && sp.min_chunk <= 5.0f))
+                goto bad_value;
+            if (sp.first_chunk > sp.min_chunk)
+                sp.first_chunk = sp.min_chunk;
+            break;
+        }
+        case OPT_VAD_MODEL: vad_arg = optarg; break;
+        case OPT_NO_VAD: no_vad = 1; break;
+        case OPT_FULL_WINDOW: sp.encode_full_window = 1; break;
         case 'v': verbose = 1; break;
         case 'h': transcribe_usage(stdout); return SOTTO_EXIT_OK;
         default: transcribe_usage(stderr); return SOTTO_EXIT_USAGE;
@@ -276,11 +325,38 @@ static int transcribe_main(int argc, char **argv)
     }
     mp.log = log_stderr;
     mp.log_user = &verbose;
+    if (stream && !no_vad) {
+        if (vad_arg == NULL) {
+            if (sotto_cli_vad_path(vad_path, sizeof vad_path) != 0 ||
+                access(vad_path, R_OK) != 0) {
+                fprintf(stderr, "sotto: the VAD weights are not installed "
+                        "(%s); run 'sotto model fetch silero-vad', or pass "
+                        "--vad-model FILE or --no-vad\n", vad_path);
+                sotto_pcm_free(pcm);
+                return SOTTO_EXIT_FAIL;
+            }
+            vad_arg = vad_path;
+        }
+        mp.vad_path = vad_arg;
+    }
     rc = sotto_model_create(model_dir, &mp, &model, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "sotto: cannot load model %s: %s\n", model_dir, err);
         sotto_pcm_free(pcm);
         return SOTTO_EXIT_FAIL;
+    }
+    if (stream) {
+        /* Streaming decodes greedily unless a beam was asked for. */
+        if (!beam_given)
+            tp.beam_size = 1;
+        tp.word_timestamps = 1;
+        sp.decode = tp;
+        sp.vad = !no_vad;
+        so.json = fmt == SOTTO_CLI_JSON;
+        status = sotto_cli_simulate(model, pcm, n, &sp, &so);
+        sotto_pcm_free(pcm);
+        sotto_model_destroy(model);
+        return status;
     }
     rc = sotto_transcribe(model, pcm, n, &tp, &result, err, sizeof err);
     sotto_pcm_free(pcm);

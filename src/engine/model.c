@@ -969,6 +969,10 @@ int sotto_model_create(const char *dir, const sotto_model_params *params,
                     sotto_strerror(rc));
         goto fail;
     }
+    if (params->vad_path != NULL &&
+        (rc = sotto__vad_model_load(params->vad_path, &m->vad, err,
+                                    errcap)) != 0)
+        goto fail;
     sotto__gemm_set_threads(m->n_threads);
     sotto__logf(m->log, m->log_user, SOTTO_LOG_INFO,
                 "loaded %s: %d mels, d=%d, %d+%d layers, %d heads, vocab %d, "
@@ -994,6 +998,7 @@ void sotto_model_destroy(sotto_model *m)
         return;
     sotto__tokenizer_destroy(m->tok);
     sotto__mel_destroy(m->mel);
+    sotto__vad_model_free(m->vad);
     sotto__model_release(m);
     unmap(m);
     free(m);
@@ -1013,4 +1018,5 @@ void sotto_model_get_info(const sotto_model *m, sotto_model_info *info)
     info->multilingual = m->multilingual;
     info->dtype = m->dtype == SOTTO__DT_F16 ? "float16" : "float32";
     info->mapped_bytes = m->map_len;
+    info->has_vad = m->vad != NULL;
 }

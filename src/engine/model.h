@@ -25,6 +25,7 @@
 #include "sotto.h"
 #include "engine/mel.h"
 #include "engine/tokenizer.h"
+#include "engine/vad.h"
 
 /* CTranslate2 dtype codes (include/ctranslate2/types.h). */
 enum sotto__dtype {
@@ -127,6 +128,7 @@ struct sotto_model {
 
     sotto__tokenizer *tok;
     sotto__mel *mel;
+    sotto__vad_model *vad;                /* NULL unless vad_path was given */
 
     /* The mapping of model.bin, and the float32 copies of small tensors. */
     void *map;

@@ -24,6 +24,7 @@
 #include "engine/align.h"
 #include "engine/decode.h"
 #include "engine/result.h"
+#include "engine/transcribe.h"
 #include "engine/whisper.h"
 
 #define N_FRAMES_WINDOW 3000         /* 30 s of 10 ms frames */
@@ -225,19 +226,19 @@ fail:
 }
 
 /* Builds the decoder prompt for a window. */
-static int build_prompt(const struct sotto_model *m, const tokvec *hist,
-                        int since, int lang_token,
+static int build_prompt(const struct sotto_model *m, const int *prev,
+                        int n_prev, int lang_token,
                         const sotto_transcribe_params *p, int *prompt,
                         int *sot_index)
 {
     const int max_prev = m->n_text_ctx / 2 - 1;
-    int n = 0, n_prev = hist->n - since;
+    int n = 0, n_all = n_prev;
 
     if (n_prev > 0) {
         if (n_prev > max_prev)
             n_prev = max_prev;
         prompt[n++] = m->sp.sot_prev;
-        memcpy(prompt + n, hist->v + hist->n - n_prev, (size_t)n_prev * sizeof(int));
+        memcpy(prompt + n, prev + n_all - n_prev, (size_t)n_prev * sizeof(int));
         n += n_prev;
     }
     *sot_index = n;
@@ -343,6 +344,104 @@ static double last_word_end(const sotto__result *r, int first)
         if (r->segments[i].n_words > 0)
             return r->segments[i].words[r->segments[i].n_words - 1].end;
     return r->segments[r->n_segments - 1].end;
+}
+
+/*
+ * One window through the network.  The caller lays out the window's log-mel
+ * (n_mels rows of `stride` columns, the first segment_size of them real
+ * audio) and asks for enc_frames columns to be encoded: 3000 for the
+ * offline loop, fewer when streaming runs the encoder on the real length.
+ */
+typedef struct window_io {
+    const float *window;      /* [n_mels, stride] */
+    int stride;
+    int enc_frames;           /* even, <= stride */
+    int segment_size;         /* real frames in the window */
+    double time_offset;       /* seconds at column 0 */
+    const int *prev;          /* earlier text tokens for the prompt */
+    int n_prev;
+    double last_speech;       /* in: end of the last word so far; out: updated */
+    int advance;              /* out: frames to move the seek by */
+    int silent;               /* out: 1 when the window was judged silent */
+    float temperature;        /* out: the temperature that was kept */
+} window_io;
+
+static int process_window(sotto__infer *st, const sotto_transcribe_params *p,
+                          window_io *io, int *lang_token, int *prompt,
+                          uint64_t *rng, sotto__result *r, tokvec *hist,
+                          char *err, size_t errcap)
+{
+    const struct sotto_model *m = st->m;
+    const double time_offset = io->time_offset;
+    window_result w;
+    int rc, n_prompt, sot_index, first_new, single_ending = 0;
+
+    io->advance = io->segment_size;
+    io->silent = 0;
+    io->temperature = 0.0f;
+    if ((rc = sotto__encode(st, io->window, io->stride, io->enc_frames)) != 0)
+        return sotto__errf(err, errcap, rc, "encoder failed: %s",
+                           sotto_strerror(rc));
+    /* The language is chosen once, on the first window (faster-whisper
+     * detects it on the first 30 s too). */
+    if (m->multilingual && *lang_token < 0) {
+        if ((rc = choose_language(st, p->language, lang_token)) != 0)
+            return sotto__errf(err, errcap, rc, "unknown language \"%s\"",
+                               p->language ? p->language : "(detect)");
+    }
+    n_prompt = build_prompt(m, io->prev, io->n_prev, *lang_token, p, prompt,
+                            &sot_index);
+    if ((rc = generate_with_fallback(st, prompt, n_prompt, sot_index, p, rng,
+                                     &w)) != 0)
+        return sotto__errf(err, errcap, rc, "decoding failed at %.2f s: %s",
+                           time_offset, sotto_strerror(rc));
+    io->temperature = w.temperature;
+
+    if (p->no_speech_threshold >= 0.0f &&
+        w.gen.no_speech_prob > p->no_speech_threshold &&
+        !(w.gen.avg_logprob > p->log_prob_threshold)) {
+        io->silent = 1;                    /* a silent window */
+        return 0;
+    }
+
+    if ((rc = split_segments(r, m, &w, time_offset, io->segment_size,
+                             &io->advance, &first_new, &single_ending)) != 0)
+        return sotto__errf(err, errcap, rc, "out of memory");
+
+    if (p->word_timestamps && r->n_segments > first_new) {
+        double end;
+        if ((rc = sotto__align_words(st, r, first_new, prompt + sot_index,
+                                     n_prompt - sot_index - (p->without_timestamps ? 1 : 0),
+                                     time_offset, io->segment_size,
+                                     io->last_speech)) != 0)
+            return sotto__errf(err, errcap, rc, "word alignment failed: %s",
+                               sotto_strerror(rc));
+        /* With words, the next window starts at the last word's end
+         * unless the window ended on a single timestamp (then speech
+         * had stopped), as faster-whisper does. */
+        end = last_word_end(r, first_new);
+        if (!single_ending && end > time_offset)
+            io->advance = (int)nearbyint(end * 100.0) -
+                          (int)nearbyint(time_offset * 100.0);
+        io->last_speech = end;
+    }
+
+    /* Keep the non-empty segments; their tokens extend the history. */
+    for (int i = first_new; i < r->n_segments; i++) {
+        sotto_segment *s = &r->segments[i];
+        if (s->start == s->end || is_blank(s->text)) {
+            sotto__result_drop(r, i);
+            i--;
+            continue;
+        }
+        s->avg_logprob = (float)w.gen.avg_logprob;
+        s->no_speech_prob = w.gen.no_speech_prob;
+        s->compression_ratio = w.compression_ratio;
+        s->temperature = w.temperature;
+        if (hist != NULL && (rc = tokvec_push(hist, s->tokens, s->n_tokens)) != 0)
+            return sotto__errf(err, errcap, rc, "out of memory");
+    }
+    return 0;
 }
 
 int sotto__validate_pcm(const float *pcm, size_t n, char *err, size_t errcap)
@@ -455,12 +554,9 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
     }
 
     while (seek < content_frames) {
-        const double time_offset = seek * FRAME_SECONDS;
         const int segment_size = content_frames - seek < N_FRAMES_WINDOW
                                      ? content_frames - seek : N_FRAMES_WINDOW;
-        window_result w;
-        int n_prompt, sot_index, advance = 0, first_new, previous_seek = seek;
-        int single_ending = 0;
+        window_io io;
 
         for (int c = 0; c < m->n_mels; c++) {
             memcpy(window + (size_t)c * N_FRAMES_WINDOW, mel + (size_t)c * n_frames + seek,
@@ -468,79 +564,22 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
             memset(window + (size_t)c * N_FRAMES_WINDOW + segment_size, 0,
                    (size_t)(N_FRAMES_WINDOW - segment_size) * sizeof *window);
         }
-        if ((rc = sotto__encode(st, window, N_FRAMES_WINDOW, N_FRAMES_WINDOW)) != 0) {
-            sotto__errf(err, errcap, rc, "encoder failed: %s", sotto_strerror(rc));
+        memset(&io, 0, sizeof io);
+        io.window = window;
+        io.stride = N_FRAMES_WINDOW;
+        io.enc_frames = N_FRAMES_WINDOW;
+        io.segment_size = segment_size;
+        io.time_offset = seek * FRAME_SECONDS;
+        io.prev = hist.v + since;
+        io.n_prev = hist.n - since;
+        io.last_speech = last_speech;
+        if ((rc = process_window(st, p, &io, &lang_token, prompt, &rng, r,
+                                 &hist, err, errcap)) != 0)
             goto fail;
-        }
-        /* The language is chosen once, on the first window (faster-whisper
-         * detects it on the first 30 s too). */
-        if (m->multilingual && lang_token < 0) {
-            if ((rc = choose_language(st, p->language, &lang_token)) != 0) {
-                sotto__errf(err, errcap, rc, "unknown language \"%s\"",
-                            p->language ? p->language : "(detect)");
-                goto fail;
-            }
-        }
-        n_prompt = build_prompt(m, &hist, since, lang_token, p, prompt, &sot_index);
-        if ((rc = generate_with_fallback(st, prompt, n_prompt, sot_index, p,
-                                         &rng, &w)) != 0) {
-            sotto__errf(err, errcap, rc, "decoding failed at %.2f s: %s",
-                        time_offset, sotto_strerror(rc));
-            goto fail;
-        }
-
-        if (p->no_speech_threshold >= 0.0f &&
-            w.gen.no_speech_prob > p->no_speech_threshold &&
-            !(w.gen.avg_logprob > p->log_prob_threshold)) {
-            seek += segment_size;          /* a silent window */
-            continue;
-        }
-
-        if ((rc = split_segments(r, m, &w, time_offset, segment_size, &advance,
-                                 &first_new, &single_ending)) != 0) {
-            sotto__errf(err, errcap, rc, "out of memory");
-            goto fail;
-        }
-        seek = previous_seek + advance;
-
-        if (p->word_timestamps && r->n_segments > first_new) {
-            double end;
-            if ((rc = sotto__align_words(st, r, first_new, prompt + sot_index,
-                                         n_prompt - sot_index - (p->without_timestamps ? 1 : 0),
-                                         time_offset, segment_size,
-                                         last_speech)) != 0) {
-                sotto__errf(err, errcap, rc, "word alignment failed: %s",
-                            sotto_strerror(rc));
-                goto fail;
-            }
-            /* With words, the next window starts at the last word's end
-             * unless the window ended on a single timestamp (then speech
-             * had stopped), as faster-whisper does. */
-            end = last_word_end(r, first_new);
-            if (!single_ending && end > time_offset)
-                seek = (int)nearbyint(end * 100.0);
-            last_speech = end;
-        }
-
-        /* Keep the non-empty segments; their tokens extend the history. */
-        for (int i = first_new; i < r->n_segments; i++) {
-            sotto_segment *s = &r->segments[i];
-            if (s->start == s->end || is_blank(s->text)) {
-                sotto__result_drop(r, i);
-                i--;
-                continue;
-            }
-            s->avg_logprob = (float)w.gen.avg_logprob;
-            s->no_speech_prob = w.gen.no_speech_prob;
-            s->compression_ratio = w.compression_ratio;
-            s->temperature = w.temperature;
-            if ((rc = tokvec_push(&hist, s->tokens, s->n_tokens)) != 0) {
-                sotto__errf(err, errcap, rc, "out of memory");
-                goto fail;
-            }
-        }
-        if (!p->condition_on_previous_text ||
-            w.temperature > p->prompt_reset_on_temperature)
+        seek += io.advance;
+        last_speech = io.last_speech;
+        if (!io.silent && (!p->condition_on_previous_text ||
+                           io.temperature > p->prompt_reset_on_temperature))
             since = hist.n;
     }
 
@@ -557,5 +596,61 @@ fail:
     free(window);
     free(prompt);
     free(hist.v);
+    return rc;
+}
+
+int sotto__transcribe_window(sotto__infer *st, const float *pcm, size_t n,
+                             const int *prev, int n_prev, int pad_frames,
+                             const sotto_transcribe_params *p, int *lang_token,
+                             uint64_t *rng, sotto__result *r, char *err,
+                             size_t errcap)
+{
+    const struct sotto_model *m = st->m;
+    float *mel = NULL, *window = NULL;
+    int *prompt = NULL;
+    size_t n_frames = 0;
+    int rc, content_frames, enc_frames;
+    window_io io;
+
+    if (pcm == NULL || n == 0 || n > SOTTO__WINDOW_SAMPLES)
+        return sotto__errf(err, errcap, SOTTO_EINVAL,
+                           "a streaming pass takes 1 to %d samples, not %zu",
+                           SOTTO__WINDOW_SAMPLES, n);
+    if ((rc = sotto__mel_compute(m->mel, pcm, n, 160, &mel, &n_frames)) != 0)
+        return sotto__errf(err, errcap, rc, "log-mel front end failed: %s",
+                           sotto_strerror(rc));
+    content_frames = (int)n_frames - 1;
+    if (content_frames > N_FRAMES_WINDOW)
+        content_frames = N_FRAMES_WINDOW;
+    if (content_frames < 2)
+        content_frames = 2;
+    enc_frames = pad_frames < 0 ? N_FRAMES_WINDOW
+                                : (content_frames + pad_frames + 1) & ~1;
+    if (enc_frames > N_FRAMES_WINDOW)
+        enc_frames = N_FRAMES_WINDOW;
+    window = calloc((size_t)m->n_mels * (size_t)enc_frames, sizeof *window);
+    prompt = malloc((size_t)m->n_text_ctx * sizeof *prompt);
+    if (window == NULL || prompt == NULL) {
+        rc = sotto__errf(err, errcap, SOTTO_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int c = 0; c < m->n_mels; c++) {
+        int have = (int)n_frames < content_frames ? (int)n_frames : content_frames;
+        memcpy(window + (size_t)c * (size_t)enc_frames, mel + (size_t)c * n_frames,
+               (size_t)have * sizeof *window);
+    }
+    memset(&io, 0, sizeof io);
+    io.window = window;
+    io.stride = enc_frames;
+    io.enc_frames = enc_frames;
+    io.segment_size = content_frames;
+    io.prev = prev;
+    io.n_prev = prev != NULL ? n_prev : 0;
+    rc = process_window(st, p, &io, lang_token, prompt, rng, r, NULL, err,
+                        errcap);
+fail:
+    free(mel);
+    free(window);
+    free(prompt);
     return rc;
 }
