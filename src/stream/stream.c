@@ -56,6 +56,9 @@
  * above speech (about 4 tokens/s) so that only a repetition loop hits it. */
 #define SOTTO__STREAM_TOKENS_BASE 16
 #define SOTTO__STREAM_TOKENS_PER_S 10
+/* How far past buffer_trim a buffer may grow while waiting for a segment or
+ * sentence end to cut at. */
+#define SOTTO__STREAM_TRIM_SLACK_S 5.0
 /* Feeds are taken in pieces of at most this much audio, with a pass due
  * after each: a caller that falls behind catches up in few passes, and a
  * huge feed still runs a pass (and a trim) every few seconds. */
@@ -411,11 +414,14 @@ static void pre_push(sotto_stream *s, const float *x, size_t n)
 /* ---- passes ------------------------------------------------------------- */
 
 /*
- * Cuts the buffer once it is longer than buffer_trim: at the end of the
- * latest segment of this pass (not the last one, which may still grow)
- * that ends at or before the committed text does.  Should no such cut
- * exist and the buffer approach the encoder's 30 s, the pending words are
- * committed as they stand and the buffer cut after them.
+ * Cuts the buffer once it is longer than buffer_trim: at the later of the
+ * end of the latest segment of this pass (not the last one, which may
+ * still grow) that ends at or before the committed text does, and the end
+ * of the last committed word that ends a sentence.  Should neither exist,
+ * the cut is at the last committed word once the buffer is
+ * SOTTO__STREAM_TRIM_SLACK_S longer than buffer_trim; and should nothing
+ * be committed as the buffer nears the encoder's 30 s, the pending words
+ * are committed as they stand and the buffer cut after them.
  */
 static int trim(sotto_stream *s, const double *seg_end, int n_seg)
 {
@@ -431,6 +437,23 @@ static int trim(sotto_stream *s, const double *seg_end, int n_seg)
             cut = seg_end[i];
             break;
         }
+    /* A committed word that ends a sentence is as good a cut, and read
+     * speech often comes as one long segment. */
+    for (int i = s->agree.committed.n - 1; i >= 0; i--) {
+        const sotto__hword *w = &s->agree.committed.v[i];
+        size_t l = strlen(w->text);
+        if (w->end <= cut)
+            break;
+        if (l > 0 && strchr(".?!", w->text[l - 1]) != NULL) {
+            cut = w->end;
+            break;
+        }
+    }
+    /* Failing both, past buffer_trim + SOTTO__STREAM_TRIM_SLACK_S, cut at
+     * the last committed word: the prompt still carries the text. */
+    if (cut <= stream_time(s, s->buf_start) &&
+        len > s->p.buffer_trim + SOTTO__STREAM_TRIM_SLACK_S)
+        cut = s->agree.last_end;
     if (cut <= stream_time(s, s->buf_start) && len > hard) {
         sotto__wordvec forced = { 0 };
         if ((rc = sotto__agree_commit_pending(&s->agree, &forced)) == 0 &&
@@ -523,6 +546,10 @@ static int run_pass(sotto_stream *s, int last)
     if ((rc = sotto__agree_insert(&s->agree, hyp.v, hyp.n, last,
                                   &committed)) != 0)
         goto fail;
+    sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_DEBUG,
+                "stream pass: buffer %.2f..%.2f s (%.1f s), %d words, "
+                "%d committed, %d pending, %.3f s", base, base + secs, secs,
+                hyp.n, committed.n, s->agree.pending.n, now_seconds() - t0);
 commit:
     if (last && (rc = sotto__agree_commit_pending(&s->agree, &committed)) != 0)
         goto fail;
