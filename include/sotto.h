@@ -254,7 +254,7 @@ typedef struct sotto_stream_params {
     float first_chunk;        /* seconds of speech before an utterance's
                                * first pass, for an early partial; 0.5 */
     float buffer_trim;        /* trim the buffer at a committed segment
-                               * end once it is longer; 15 s */
+                               * or sentence end once it is longer; 12 s */
     int vad;                  /* 1 = gate with Silero VAD (default); 0 =
                                * transcribe everything, one utterance */
     float vad_threshold;      /* speech probability threshold; 0.5 */
@@ -269,8 +269,11 @@ typedef struct sotto_stream_params {
     double time_offset;       /* stream time of the first sample, seconds
                                * (for a stream resumed elsewhere); 0 */
     int first_utterance;      /* id of the first utterance; 0 */
-    /* Decoding options for each pass.  Defaults: greedy (beam_size 1),
-     * temperatures 0 and 0.4 as fallback; word_timestamps is always on.
+    /* Decoding options for each pass.  Defaults: those of
+     * sotto_transcribe_default_params() but greedy (beam_size 1);
+     * word_timestamps is always on.  Intermediate passes decode at the
+     * first temperature only and are skipped when their text loops; the
+     * last pass of an utterance uses the whole fallback ladder.
      * initial_prompt seeds the prompt (e.g. the committed text of a
      * resumed stream). */
     sotto_transcribe_params decode;
@@ -349,6 +352,7 @@ typedef struct sotto_stream_stats {
     double speech_seconds;    /* of it, seconds the VAD passed on */
     double compute_seconds;   /* wall time spent in passes */
     int n_passes;             /* transcription passes run */
+    int n_skipped;            /* of them, dropped because the text looped */
     int n_utterances;         /* utterances ended */
     double buffer_seconds;    /* audio in the buffer now */
     double committed_until;   /* end of the last committed word */

@@ -60,6 +60,7 @@ static void transcribe_usage(FILE *f)
         "      --vad-model FILE      Silero VAD weights (default: installed silero-vad)\n"
         "      --no-vad              transcribe everything, without the VAD gate\n"
         "      --full-window         encode the buffer padded to 30 s\n"
+        "      --buffer-trim S       trim the buffer past S seconds (default 15)\n"
         "  (with --stream, -f json prints one JSON object per event; -b defaults to 1)\n");
 }
 
@@ -158,7 +159,7 @@ static int transcribe_main(int argc, char **argv)
     enum { OPT_BEST_OF = 256, OPT_TEMP, OPT_NO_FALLBACK, OPT_WORDS, OPT_NO_TS,
            OPT_NO_COND, OPT_RAW, OPT_RATE, OPT_CHANNELS, OPT_STREAM,
            OPT_CHUNK_MS, OPT_MIN_CHUNK, OPT_VAD_MODEL, OPT_NO_VAD,
-           OPT_FULL_WINDOW };
+           OPT_FULL_WINDOW, OPT_BUFFER_TRIM };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
         { "threads", required_argument, NULL, 't' },
@@ -181,6 +182,7 @@ static int transcribe_main(int argc, char **argv)
         { "vad-model", required_argument, NULL, OPT_VAD_MODEL },
         { "no-vad", no_argument, NULL, OPT_NO_VAD },
         { "full-window", no_argument, NULL, OPT_FULL_WINDOW },
+        { "buffer-trim", required_argument, NULL, OPT_BUFFER_TRIM },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -259,6 +261,13 @@ static int transcribe_main(int argc, char **argv)
                 goto bad_value;
             if (sp.first_chunk > sp.min_chunk)
                 sp.first_chunk = sp.min_chunk;
+            break;
+        }
+        case OPT_BUFFER_TRIM: {
+            char *end;
+            sp.buffer_trim = strtof(optarg, &end);
+            if (end == optarg || *end || !(sp.buffer_trim >= 2.0f && sp.buffer_trim <= 20.0f))
+                goto bad_value;
             break;
         }
         case OPT_VAD_MODEL: vad_arg = optarg; break;

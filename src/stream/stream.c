@@ -132,7 +132,7 @@ sotto_stream_params sotto_stream_default_params(void)
     p.sample_rate = SR;
     p.min_chunk = 1.0f;
     p.first_chunk = 0.5f;
-    p.buffer_trim = 15.0f;
+    p.buffer_trim = 12.0f;
     p.vad = 1;
     p.vad_threshold = 0.5f;
     p.vad_min_silence_ms = 600;
@@ -487,12 +487,21 @@ static int run_pass(sotto_stream *s, int last)
     sotto_transcribe_params dec = s->dec;
     double *seg_end = NULL, t0, base = stream_time(s, s->buf_start);
     double secs = (double)s->buf_n / SR;
-    int *ids = NULL, n_ids = 0, rc = 0, n_seg = 0;
+    int *ids = NULL, n_ids = 0, rc = 0, n_seg = 0, quick;
     char msg[256];
 
     s->since_pass = 0;
     if (s->buf_n == 0)
         goto commit;
+    /* Intermediate passes decode once, at the first temperature: a pass
+     * whose text loops (compression ratio over the threshold, as tiny.en
+     * does on the first second of an utterance) is simply skipped, since
+     * the next pass sees more audio.  The fallback ladder, which costs
+     * several decodes, is kept for the passes whose words must be taken:
+     * the last one, and those of a buffer already due for trimming. */
+    quick = !last && secs <= s->p.buffer_trim;
+    if (quick)
+        dec.n_temperatures = 1;
     dec.max_new_tokens = SOTTO__STREAM_TOKENS_BASE +
                          (int)(SOTTO__STREAM_TOKENS_PER_S * secs);
     if (s->dec.max_new_tokens > 0 && s->dec.max_new_tokens < dec.max_new_tokens)
@@ -528,6 +537,15 @@ static int run_pass(sotto_stream *s, int last)
             goto fail;
         goto commit;
     }
+    if (quick && dec.compression_ratio_threshold > 0.0f)
+        for (int i = 0; i < r->n_segments; i++)
+            if (r->segments[i].compression_ratio > dec.compression_ratio_threshold) {
+                sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_DEBUG,
+                            "stream pass: buffer %.2f..%.2f s loops; skipped",
+                            base, base + secs);
+                s->stats.n_skipped++;
+                goto fail;
+            }
     seg_end = malloc(((size_t)r->n_segments + 1) * sizeof *seg_end);
     if (seg_end == NULL) {
         rc = SOTTO_ENOMEM;
@@ -690,14 +708,19 @@ static int gate_frame(sotto_stream *s, const float *f, int64_t at, float prob)
     return 0;
 }
 
-/* Whether the utterance is due for a pass. */
+/* Whether the utterance is due for a pass.  Audio reaches the buffer in
+ * whole VAD frames, so a 1 s feed brings 31 frames (0.992 s) and keeps the
+ * rest for the next frame; the thresholds allow for that one frame, or a
+ * 1 s cadence would get a pass only every other feed. */
 static int pass_due(const sotto_stream *s)
 {
+    const int64_t slack = s->p.vad ? SOTTO__VAD_FRAME : 0;
+
     if (!s->in_utt || s->buf_n == 0)
         return 0;
     if (s->utt_passes == 0 && s->p.vad)
-        return s->utt_speech >= (int64_t)(s->p.first_chunk * SR);
-    return s->since_pass >= (size_t)(s->p.min_chunk * SR);
+        return s->utt_speech + slack >= (int64_t)(s->p.first_chunk * SR);
+    return (int64_t)s->since_pass + slack >= (int64_t)(s->p.min_chunk * SR);
 }
 
 /* Takes n samples of 16 kHz audio into the gate, running a pass when one
