@@ -247,6 +247,9 @@ void sotto_result_destroy(sotto_result *r);
 
 typedef struct sotto_stream sotto_stream;
 
+/* Most resume_words a stream takes (sotto_stream_params). */
+#define SOTTO_MAX_RESUME_WORDS 32
+
 typedef struct sotto_stream_params {
     int sample_rate;          /* Hz of the fed audio, 8000 .. 192000; any
                                * rate but 16000 is resampled; default 16000 */
@@ -269,6 +272,15 @@ typedef struct sotto_stream_params {
     double time_offset;       /* stream time of the first sample, seconds
                                * (for a stream resumed elsewhere); 0 */
     int first_utterance;      /* id of the first utterance; 0 */
+    /* The last words committed by the stream this one resumes (times in
+     * stream time), for a stream moved to another process mid-utterance.
+     * Passes drop words of their hypothesis that repeat them, as they drop
+     * words this stream committed itself, so the resumed text neither
+     * repeats nor loses a word at the cut.  They also join the prompt, so
+     * decode.initial_prompt should hold only the committed text before
+     * them.  Copied; at most SOTTO_MAX_RESUME_WORDS are used (the last). */
+    const sotto_word *resume_words;
+    int n_resume_words;
     /* Decoding options for each pass.  Defaults: those of
      * sotto_transcribe_default_params() but greedy (beam_size 1);
      * word_timestamps is always on.  Intermediate passes decode at the
@@ -356,6 +368,12 @@ typedef struct sotto_stream_stats {
     int n_utterances;         /* utterances ended */
     double buffer_seconds;    /* audio in the buffer now */
     double committed_until;   /* end of the last committed word */
+    double retained_from;     /* stream time of the earliest audio the
+                               * stream may still transcribe again (the
+                               * utterance buffer's or the pre-roll's
+                               * start): a caller that keeps the audio to
+                               * replay it elsewhere may forget what came
+                               * before */
 } sotto_stream_stats;
 
 void sotto_stream_get_stats(const sotto_stream *s, sotto_stream_stats *st);

@@ -829,6 +829,14 @@ static int check_params(const sotto_model *m, const sotto_stream_params *p,
         p->time_offset < 0.0)
         return sotto__errf(err, errcap, SOTTO_EINVAL,
                            "max_seconds and time_offset must be >= 0");
+    if (p->n_resume_words < 0 || (p->n_resume_words > 0 && p->resume_words == NULL))
+        return sotto__errf(err, errcap, SOTTO_EINVAL,
+                           "n_resume_words must be >= 0, with resume_words set");
+    for (int i = 0; i < p->n_resume_words; i++)
+        if (p->resume_words[i].text == NULL || !isfinite(p->resume_words[i].start) ||
+            !isfinite(p->resume_words[i].end))
+            return sotto__errf(err, errcap, SOTTO_EINVAL,
+                               "resume word %d has no text or a non-finite time", i);
     if (p->decode.beam_size < 1 || p->decode.beam_size > 16 ||
         p->decode.best_of < 1 || p->decode.best_of > 16 ||
         p->decode.n_temperatures < 1 ||
@@ -915,6 +923,21 @@ int sotto_stream_create(const sotto_model *m, const sotto_stream_params *params,
          (rc = hist_append(s, params->decode.initial_prompt)) != 0)) {
         sotto__errf(err, errcap, rc, "out of memory");
         goto fail;
+    }
+    if (params->n_resume_words > 0) {
+        int k = params->n_resume_words, i0 = 0;
+        if (k > SOTTO_MAX_RESUME_WORDS)
+            i0 = k - SOTTO_MAX_RESUME_WORDS;
+        for (int i = i0; i < k; i++) {
+            const sotto_word *w = &params->resume_words[i];
+            if ((rc = sotto__wordvec_push(&s->agree.committed, w->start, w->end,
+                                          w->text, w->probability)) != 0) {
+                sotto__errf(err, errcap, rc, "out of memory");
+                goto fail;
+            }
+            if (w->end > s->agree.last_end)
+                s->agree.last_end = w->end;
+        }
     }
     *out = s;
     return 0;
@@ -1121,4 +1144,7 @@ void sotto_stream_get_stats(const sotto_stream *s, sotto_stream_stats *st)
     *st = s->stats;
     st->buffer_seconds = (double)s->buf_n / SR;
     st->committed_until = s->agree.last_end > 0 ? s->agree.last_end : 0.0;
+    st->retained_from = s->in_utt
+        ? stream_time(s, s->buf_start)
+        : stream_time(s, s->n_in - s->frame_fill - s->pre_n);
 }

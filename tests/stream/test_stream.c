@@ -439,6 +439,73 @@ static void test_lifecycle(const sotto_model *m, const char *dir)
     CHECK(ok);
 }
 
+/*
+ * A stream moved to another process mid-utterance (what the server does
+ * when a worker dies): the first stream takes 6 s of jfk; a second one is
+ * created at the first's retained_from, with its last committed words as
+ * resume_words, and takes the audio from there.  Together they must give
+ * the whole text once: nothing lost, nothing repeated at the cut.
+ */
+static void test_resume(const sotto_model *m)
+{
+    sotto_stream_params p = sotto_stream_default_params();
+    sotto_stream *a = NULL, *b = NULL;
+    sotto_stream_stats st;
+    sotto_word words[64];
+    char texts[64][64], before[2048] = "", all[4096] = "", norm[4096];
+    int n_words = 0, utt = 0;
+    sotto_event ev;
+    size_t cut, chunk = 1600, at;
+    run r;
+
+    CHECK_INT_EQ(sotto_stream_create(m, &p, &a, NULL, 0), 0);
+    /* Cut at the first moment after 4 s when an utterance is open with
+     * words committed in it, the hardest place to resume. */
+    for (at = 0; at + chunk <= jfk_n && !(at >= 4u * SOTTO_SAMPLE_RATE && n_words > 0);
+         at += chunk) {
+        CHECK_INT_EQ(sotto_stream_feed(a, jfk + at, (ptrdiff_t)chunk, 0), 0);
+        while (sotto_stream_poll(a, &ev) == 1) {
+            if (ev.type == SOTTO_EVENT_FINAL) {
+                strncat(all, ev.text, sizeof all - strlen(all) - 1);
+                for (int i = 0; i < ev.n_words && n_words < 64; i++) {
+                    snprintf(texts[n_words], sizeof texts[0], "%s", ev.words[i].text);
+                    words[n_words] = ev.words[i];
+                    words[n_words].text = texts[n_words];
+                    n_words++;
+                }
+                utt = ev.utterance;
+            } else if (ev.type == SOTTO_EVENT_UTTERANCE_END) {
+                strncat(before, all + strlen(before), sizeof before - strlen(before) - 1);
+                n_words = 0;
+                utt = ev.utterance + 1;
+            }
+        }
+    }
+    sotto_stream_get_stats(a, &st);
+    CHECK(st.retained_from >= 0.0 && st.retained_from <= (double)at / SOTTO_SAMPLE_RATE);
+    CHECK(st.committed_until > 0.0);
+    CHECK(n_words > 0);
+    sotto_stream_destroy(a);
+
+    /* The prompt is the committed text before the resume words. */
+    p.time_offset = floor(st.retained_from * SOTTO_SAMPLE_RATE) / SOTTO_SAMPLE_RATE;
+    p.first_utterance = utt;
+    p.resume_words = words;
+    p.n_resume_words = n_words;
+    p.decode.initial_prompt = before;
+    CHECK_INT_EQ(sotto_stream_create(m, &p, &b, NULL, 0), 0);
+    cut = (size_t)(p.time_offset * SOTTO_SAMPLE_RATE);
+    run_init(&r);
+    r.last_end = words[n_words > 0 ? n_words - 1 : 0].end;
+    stream_all(b, jfk + cut, jfk_n - cut, chunk, &r);
+    CHECK(r.order_ok);
+    strncat(all, r.finals, sizeof all - strlen(all) - 1);
+    normalize(all, norm, sizeof norm);
+    CHECK(contains(all, "and so my fellow americans ask not what your country can do "
+                        "for you ask what you can do for your country"));
+    sotto_stream_destroy(b);
+}
+
 int main(void)
 {
     const char *dir = test_model_dir();
@@ -487,6 +554,7 @@ int main(void)
     test_silence_is_gated(m);
     test_s16_48k(m);
     test_threads(m);
+    test_resume(m);
     test_lifecycle(m, dir);
 
     sotto_model_destroy(no_vad);
