@@ -23,6 +23,11 @@ BLAS_DIR   ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC   ?= /usr/include/x86_64-linux-gnu/openblas-openmp
 PKG_CFLAGS += -I$(BLAS_INC)
 PKG_LIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
+# `sotto serve` (src/server) is part of the tool, not of libsotto: only its
+# objects see these flags, and only the tool and the server tests link them.
+SERVER_PKGS   := libwebsockets inih opus
+SERVER_CFLAGS := $(shell pkg-config --cflags $(SERVER_PKGS))
+SERVER_LIBS   := $(shell pkg-config --libs $(SERVER_PKGS))
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
@@ -38,13 +43,15 @@ endif
 
 LIB_SRC  := $(sort $(wildcard src/common/*.c src/engine/*.c src/stream/*.c src/audio/*.c))
 CLI_SRC  := $(sort $(wildcard src/client/*.c))
+SERVER_SRC := $(sort $(wildcard src/server/*.c))
 TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
-DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 .SECONDARY:
 .PHONY: all test unit-test e2e-test bench fuzz clean
@@ -58,13 +65,27 @@ $(BUILD)/libsotto.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/sotto: $(CLI_OBJ) $(BUILD)/libsotto.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(SERVER_OBJ): CFLAGS += $(SERVER_CFLAGS)
+
+# The server's objects in an archive, so that a server test pulls in only
+# the objects it uses (not the gateway or the workers).
+$(BUILD)/libsotto_server.a: $(SERVER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/sotto: $(CLI_OBJ) $(SERVER_OBJ) $(BUILD)/libsotto.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
 
 # Every tests/<part>/test_<name>.c is one program linked against libsotto.
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libsotto.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< $(BUILD)/libsotto.a $(LDLIBS)
+
+# tests/server/test_<name>.c also link the server's objects they use.
+$(BUILD)/tests/server/%: tests/server/%.c $(BUILD)/libsotto_server.a $(BUILD)/libsotto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SERVER_CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/libsotto_server.a $(BUILD)/libsotto.a $(SERVER_LIBS) $(LDLIBS)
 
 test: unit-test e2e-test
 
@@ -103,6 +124,15 @@ fuzz: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do n=$${f##*/}; mkdir -p fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  ./$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 fuzz/corpus-$$n fuzz/seeds/$${n#fuzz_}; done
+
+# fuzz_ipc (the server's channel reader and the worker's OPEN parser) also
+# links src/server/ipc.c and src/server/worker.c, and worker.c needs
+# libopus; the target stubs the server's log and crash functions that
+# worker.c calls, so no other server object is needed.  This explicit rule
+# takes precedence over the fuzz_% pattern above.
+$(FUZZ_BUILD)/fuzz_ipc: fuzz/fuzz_ipc.c $(FUZZ_BUILD)/src/server/ipc.o \
+                        $(FUZZ_BUILD)/src/server/worker.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lopus -lzip -lcrypto -lm -lpthread
 
 clean:
 	rm -rf build build-* 

@@ -31,7 +31,8 @@ fi
 
 PKGS="build-essential pkg-config python3 python3-pip
       libopenblas-openmp-dev libfftw3-dev libsndfile1-dev libsoxr-dev
-      libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev"
+      libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev
+      libwebsockets-dev libinih-dev libopus-dev"
 TEST_PKGS="clang libclang-rt-dev"
 
 missing=
@@ -44,6 +45,12 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -q
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+# The server tests drive it with an independent WebSocket client.
+if [ $want_test -eq 1 ]; then
+    python3 -c 'import websockets, numpy' 2>/dev/null ||
+        python3 -m pip install -q websockets==15.0.1 numpy
 fi
 
 make -j"$(nproc)"

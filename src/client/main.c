@@ -3,6 +3,7 @@
  *
  *   sotto transcribe [options] FILE|-     offline transcription
  *   sotto model fetch|path|list [NAME]    model management (model_cmd.c)
+ *   sotto serve [options]                 the streaming server (src/server)
  *   sotto version
  *
  * The tool uses only the public API in include/sotto.h.  Exit codes: 0 on
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "server/server.h"
 
 /* Largest input read from stdin: the longest allowed audio as s16 stereo
  * at 48 kHz, plus room for a container header. */
@@ -396,6 +398,7 @@ static void usage(FILE *f)
         "usage: sotto transcribe [options] FILE|-   transcribe a recording\n"
         "       sotto model fetch [NAME]            download a model (default tiny.en)\n"
         "       sotto model path|list               where models live, which are known\n"
+        "       sotto serve [--config FILE] [--KEY VALUE ...]  run the streaming server\n"
         "       sotto version\n"
         "Run 'sotto transcribe --help' for the transcription options.\n",
         SOTTO_VERSION);
@@ -411,6 +414,18 @@ int main(int argc, char **argv)
         return transcribe_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "model") == 0)
         return sotto_cli_model_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "serve") == 0) {
+        /* The workers are forked from this process, and libgomp reads
+         * OMP_WAIT_POLICY once, when it is loaded: set it, then start
+         * again, so that idle OpenMP threads of one worker sleep instead of
+         * spinning on the cores the other workers need. */
+        if (getenv("OMP_WAIT_POLICY") == NULL) {
+            setenv("OMP_WAIT_POLICY", "passive", 1);
+            execv("/proc/self/exe", argv);
+            /* Without /proc, carry on with the default policy. */
+        }
+        return sotto__serve_main(argc - 1, argv + 1);
+    }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("sotto %s\n", SOTTO_VERSION);
         return SOTTO_EXIT_OK;

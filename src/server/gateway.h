@@ -1,0 +1,221 @@
+/*
+ * gateway.h - the gateway's state, shared by its files (internal).
+ *
+ * gateway.c      the event loop, worker channels, streams, recovery,
+ *                the watchdog and the drain;
+ * gateway_net.c  the client protocols: WebSocket (/v1/stream), raw TCP,
+ *                and the HTTP operations endpoints (/health, /ready,
+ *                /metrics).
+ *
+ * Everything here is touched by the gateway's one thread only.
+ *
+ * A stream's life: a client connects (WS upgrade or TCP accept) and a
+ * gw_stream is made; it is assigned to the least-loaded ready worker,
+ * which gets OPEN and then every audio chunk.  The gateway keeps each
+ * chunk in the stream's replay list until the worker's ACKs say the stream
+ * no longer needs it (retained_from), and keeps the committed words.  If
+ * the worker dies, the stream is assigned again and the replay list is sent
+ * to the new worker after an OPEN that carries the committed text, so the
+ * client sees a warning and then the transcript it would have got.
+ */
+#ifndef SOTTO_SERVER_GATEWAY_H
+#define SOTTO_SERVER_GATEWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "server/ipc.h"
+#include "server/server.h"
+
+/* Committed words kept per stream to resume it (the stream API takes at
+ * most SOTTO_MAX_RESUME_WORDS). */
+#define SOTTO__GW_RESUME_WORDS 8
+/* Committed text kept per stream for the resumed stream's prompt. */
+#define SOTTO__GW_COMMITTED_BYTES 1000
+/* Bytes read from a raw TCP client at a time (one chunk). */
+#define SOTTO__GW_TCP_READ 32000
+/* Longest event the gateway forwards to a client. */
+#define SOTTO__GW_MAX_EVENT (64u * 1024)
+/* Period of the watchdog and flow-control tick. */
+#define SOTTO__GW_TICK_US 100000
+
+enum gw_kind { GW_WS = 1, GW_TCP = 2 };
+enum gw_format { GW_S16 = 1, GW_F32 = 2, GW_OPUS = 3 };
+
+/* One audio chunk as the client sent it, kept until no stream needs it. */
+typedef struct gw_chunk {
+    struct gw_chunk *next;
+    uint32_t seq;
+    double arrived;           /* sotto__now() when it came in */
+    double end_time;          /* stream time at its end (from the ACK);
+                               * < 0 until acknowledged */
+    size_t len;
+    unsigned char data[];
+} gw_chunk;
+
+/* One message queued to a client, with LWS_PRE bytes of headroom. */
+typedef struct gw_out {
+    struct gw_out *next;
+    int partial;              /* may be shed under pressure */
+    size_t len;
+    unsigned char buf[];      /* [LWS_PRE + len] */
+} gw_out;
+
+typedef struct gw_word {
+    double start, end;
+    float probability;
+    char text[64];
+} gw_word;
+
+typedef struct gw_stream {
+    struct gw_stream *next;   /* in gw->streams */
+    uint32_t id;
+    int kind;                 /* enum gw_kind */
+    struct lws *wsi;          /* the client; NULL once it is gone */
+
+    /* Configuration (WS: from the client's config message). */
+    int format;               /* enum gw_format */
+    int rate;
+    int vad, partials;
+    char language[16];
+    int configured;           /* audio or config received: no more config */
+
+    /* Placement. */
+    int worker;               /* slot, or -1 while waiting for one */
+    int opened;               /* OPEN sent to that worker */
+    int recoveries;
+
+    /* Input. */
+    double started;           /* sotto__now() at connect */
+    double last_rx;
+    double audio_in;          /* seconds of audio received */
+    uint64_t bytes_in;
+    unsigned char carry[4];   /* a partial sample awaiting its rest */
+    int carry_n;
+    int finishing;            /* FINISH due (client asked, EOF, limit) */
+    int finish_sent;          /* FINISH sent to the current worker */
+    int paused;               /* reading from the client is paused */
+    int eof;                  /* TCP: the client sent EOF; never read again */
+    int close_code;           /* WS close code to send at the end */
+    char close_reason[96];
+
+    /* The replay list: chunks not yet known to be unneeded. */
+    gw_chunk *head, *tail;
+    uint32_t next_seq;        /* seq of the next chunk (from 1) */
+    uint32_t acked;           /* last acknowledged seq */
+    double base_time;         /* stream time at the first kept chunk */
+    size_t pending_bytes;     /* bytes of unacknowledged chunks */
+
+    /* Commit state, for a resume. */
+    int utterance;            /* the open (or next) utterance */
+    char committed[SOTTO__GW_COMMITTED_BYTES + 1];
+    size_t committed_n;
+    gw_word resume[SOTTO__GW_RESUME_WORDS];
+    int n_resume;
+    double last_line_end;     /* TCP: end of the last line sent, ms */
+
+    /* Output. */
+    gw_out *out_head, *out_tail;
+    size_t out_bytes;
+    uint64_t seq_out;
+    unsigned char *tcp_out;   /* TCP: bytes waiting to be written */
+    size_t tcp_out_n, tcp_out_cap;
+    int done;                 /* the worker closed it: close the client
+                               * once the queue is written */
+
+    /* WS receive: the message being assembled. */
+    unsigned char *rx;
+    size_t rx_n, rx_cap;
+    int rx_binary, rx_over;
+} gw_stream;
+
+typedef struct gw_worker {
+    int slot;
+    int pid, generation;
+    struct lws *wsi;          /* the channel, NULL when down */
+    int fd;
+    sotto__ipc_reader rd;
+    unsigned char *out;       /* bytes waiting to be written */
+    size_t out_n, out_cap;
+    int ready;
+    double up_at, last_beat;
+    uint32_t busy_stream, busy_ms;
+    int n_streams;
+    int killed;               /* the watchdog sent SIGKILL */
+} gw_worker;
+
+/* Histogram buckets (upper bounds in seconds, in gateway_net.c). */
+#define SOTTO__GW_HIST_BUCKETS 12
+extern const double sotto__gw_commit_bounds[SOTTO__GW_HIST_BUCKETS];
+extern const double sotto__gw_infer_bounds[SOTTO__GW_HIST_BUCKETS];
+
+typedef struct gw_metrics {
+    uint64_t streams_total, rejected_capacity, rejected_other;
+    uint64_t worker_deaths, worker_restarts, watchdog_kills;
+    uint64_t deaths_by_signal[65];
+    uint64_t recoveries, decode_errors, bytes_in, bytes_out;
+    uint64_t events_out, partials_shed, slow_reader_drops;
+    double audio_seconds, compute_seconds;
+    uint64_t infer_hist[SOTTO__GW_HIST_BUCKETS], infer_count;
+    double infer_sum;
+    uint64_t commit_hist[SOTTO__GW_HIST_BUCKETS], commit_count;
+    double commit_sum;
+} gw_metrics;
+
+typedef struct sotto__gateway {
+    const sotto__serve_config *c;
+    struct lws_context *ctx;
+    struct lws_vhost *vh_http, *vh_raw;
+    int http_port, tcp_port;
+    int tcp_listen_fd;
+    struct lws *tcp_listen_wsi;
+    int ctl, life;
+    gw_worker workers[SOTTO__SERVE_MAX_WORKERS];
+    int n_workers;
+    gw_stream *streams;
+    int n_streams;            /* client streams (admission counts these) */
+    uint32_t next_id;
+    int ever_ready;
+    int draining;
+    double drain_deadline;
+    int quit, exit_code;
+    char sup_reason[96];      /* from the supervisor: "crash_loop" ... */
+    lws_sorted_usec_list_t tick;
+    lws_sorted_usec_list_t rearm;  /* re-requests POLLOUT, see gateway.c */
+    int rearm_due;
+    gw_metrics m;
+} sotto__gateway;
+
+/* gateway.c: used by gateway_net.c. */
+gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi);
+/* The client is gone: forget the stream (the worker is told to drop it). */
+void sotto__gw_client_gone(sotto__gateway *g, gw_stream *s);
+/* Audio bytes from the client. */
+void sotto__gw_audio(sotto__gateway *g, gw_stream *s, const void *data,
+                     size_t len);
+/* End of input: flush, then close with code/reason (WS). */
+void sotto__gw_finish(sotto__gateway *g, gw_stream *s, int code,
+                      const char *reason);
+/* Queues a JSON event text (WS) for the client. */
+void sotto__gw_send_json(sotto__gateway *g, gw_stream *s, const char *json,
+                         size_t len, int partial);
+/* Number of ready, live workers that are not stuck. */
+int sotto__gw_workers_healthy(const sotto__gateway *g);
+/* Whether a new stream may be admitted; reason gets why not. */
+int sotto__gw_admit(const sotto__gateway *g, const char **reason);
+
+/* gateway_net.c */
+extern const struct lws_protocols sotto__gw_protocols[];
+/* Adopts an accepted raw TCP client. */
+void sotto__gw_tcp_accept(sotto__gateway *g);
+/* Asks for another writeable callback on a raw descriptor from inside its
+ * writeable callback (see sotto__gw_rearm in gateway.c). */
+void sotto__gw_rearm(sotto__gateway *g);
+/* Asks lws for a writeable callback on the client. */
+void sotto__gw_want_write(gw_stream *s);
+/* Renders /metrics into buf; returns the length. */
+size_t sotto__gw_metrics_render(const sotto__gateway *g, char *buf, size_t cap);
+
+#endif

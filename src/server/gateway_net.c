@@ -1,0 +1,723 @@
+/*
+ * gateway_net.c - the gateway's client protocols: the native WebSocket
+ * protocol on /v1/stream, the whisper_streaming-compatible raw TCP
+ * protocol, and the HTTP operations endpoints /health, /ready and
+ * /metrics.  docs/protocol.md is the user-facing description.
+ *
+ * libwebsockets parses HTTP and WebSocket framing (and validates UTF-8 in
+ * text frames, and control-frame rules); this file reads only what the
+ * library hands over: the request path, whole WebSocket messages (which it
+ * assembles under the max-frame limit), and raw TCP bytes.  Every length
+ * is checked against a named limit before it is stored.
+ *
+ * Outbound, each client has a queue.  Partials are shed first when a slow
+ * reader lets the queue grow past max-outbound; if finals alone still
+ * exceed it, the client is disconnected with 1008 and the drop is logged,
+ * since the alternative is unbounded memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cjson/cJSON.h>
+
+#include "sotto.h"
+#include "server/gateway.h"
+
+/* Per-connection data of the "sotto" protocol (HTTP and WebSocket). */
+typedef struct gw_pss {
+    gw_stream *st;            /* WebSocket streams */
+    /* HTTP response waiting for HTTP_WRITEABLE. */
+    char *body;               /* [LWS_PRE + body_len] */
+    size_t body_len;
+} gw_pss;
+
+static sotto__gateway *gw_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+void sotto__gw_want_write(gw_stream *s)
+{
+    if (s->wsi != NULL)
+        lws_callback_on_writable(s->wsi);
+}
+
+/* ---- outbound queue ----------------------------------------------------- */
+
+static void drop_partials(sotto__gateway *g, gw_stream *s)
+{
+    gw_out **pp = &s->out_head, *last = NULL;
+
+    while (*pp != NULL) {
+        gw_out *o = *pp;
+        if (o->partial) {
+            *pp = o->next;
+            s->out_bytes -= o->len;
+            g->m.partials_shed++;
+            free(o);
+        } else {
+            last = o;
+            pp = &o->next;
+        }
+    }
+    s->out_tail = last;
+}
+
+void sotto__gw_send_json(sotto__gateway *g, gw_stream *s, const char *json,
+                         size_t len, int partial)
+{
+    gw_out *o;
+
+    if (s->wsi == NULL || len > SOTTO__GW_MAX_EVENT)
+        return;
+    /* A newer partial replaces any older one still queued. */
+    if (partial)
+        drop_partials(g, s);
+    if (s->out_bytes + len > g->c->max_outbound) {
+        drop_partials(g, s);
+        if (partial)
+            return;
+        if (s->out_bytes + len > g->c->max_outbound) {
+            sotto__log(SOTTO_LOG_WARN, s->id,
+                       "client does not read its finals (%zu bytes queued); "
+                       "disconnecting it", s->out_bytes);
+            g->m.slow_reader_drops++;
+            s->close_code = 1008;
+            snprintf(s->close_reason, sizeof s->close_reason, "slow reader");
+            s->done = 1;
+            lws_callback_on_writable(s->wsi);
+            return;
+        }
+    }
+    if ((o = malloc(sizeof *o + LWS_PRE + len)) == NULL)
+        return;
+    o->next = NULL;
+    o->partial = partial;
+    o->len = len;
+    memcpy(o->buf + LWS_PRE, json, len);
+    if (s->out_tail != NULL)
+        s->out_tail->next = o;
+    else
+        s->out_head = o;
+    s->out_tail = o;
+    s->out_bytes += len;
+    g->m.events_out++;
+    lws_callback_on_writable(s->wsi);
+}
+
+/* An error event to a WebSocket client (the stream goes on). */
+static void send_error(sotto__gateway *g, gw_stream *s, const char *code,
+                       const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *t;
+
+    sotto__log(SOTTO_LOG_WARN, s->id, "client error: %s: %s", code, message);
+    cJSON_AddStringToObject(o, "type", "error");
+    cJSON_AddNumberToObject(o, "seq", (double)++s->seq_out);
+    cJSON_AddStringToObject(o, "code", code);
+    cJSON_AddStringToObject(o, "message", message);
+    if ((t = cJSON_PrintUnformatted(o)) != NULL)
+        sotto__gw_send_json(g, s, t, strlen(t), 0);
+    free(t);
+    cJSON_Delete(o);
+}
+
+/* ---- WebSocket: the native protocol ------------------------------------- */
+
+static void send_ready(sotto__gateway *g, gw_stream *s)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof buf,
+                     "{\"type\":\"ready\",\"seq\":%llu,\"stream\":%u,"
+                     "\"sample_rate\":%d,\"format\":\"pcm_s16le\","
+                     "\"max_frame\":%zu}",
+                     (unsigned long long)++s->seq_out, s->id, s->rate,
+                     g->c->max_frame);
+    sotto__gw_send_json(g, s, buf, (size_t)n, 0);
+}
+
+/* Applies a config message.  Returns 0, or -1 with an error sent. */
+static int apply_config(sotto__gateway *g, gw_stream *s, const cJSON *o)
+{
+    const cJSON *x;
+
+    if (s->configured) {
+        send_error(g, s, "config_too_late", "config must come before any audio");
+        return -1;
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "format")) != NULL) {
+        if (!cJSON_IsString(x)) {
+            send_error(g, s, "bad_config", "format must be a string");
+            return -1;
+        }
+        if (strcmp(x->valuestring, "pcm_s16le") == 0)
+            s->format = GW_S16;
+        else if (strcmp(x->valuestring, "pcm_f32le") == 0)
+            s->format = GW_F32;
+        else if (strcmp(x->valuestring, "opus") == 0)
+            s->format = GW_OPUS;
+        else {
+            send_error(g, s, "bad_config",
+                       "format must be pcm_s16le, pcm_f32le or opus");
+            return -1;
+        }
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "sample_rate")) != NULL) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 8000 || x->valuedouble > 192000 ||
+            x->valuedouble != floor(x->valuedouble)) {
+            send_error(g, s, "bad_config", "sample_rate must be an integer, 8000 .. 192000");
+            return -1;
+        }
+        s->rate = (int)x->valuedouble;
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "language")) != NULL) {
+        if (cJSON_IsNull(x))
+            s->language[0] = 0;
+        else if (!cJSON_IsString(x) || strlen(x->valuestring) >= sizeof s->language ||
+                 strspn(x->valuestring, "abcdefghijklmnopqrstuvwxyz") != strlen(x->valuestring)) {
+            send_error(g, s, "bad_config", "language must be a code such as \"en\"");
+            return -1;
+        } else
+            snprintf(s->language, sizeof s->language, "%s", x->valuestring);
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "partials")) != NULL) {
+        if (!cJSON_IsBool(x)) {
+            send_error(g, s, "bad_config", "partials must be true or false");
+            return -1;
+        }
+        s->partials = cJSON_IsTrue(x);
+    }
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "vad")) != NULL) {
+        if (!cJSON_IsBool(x)) {
+            send_error(g, s, "bad_config", "vad must be true or false");
+            return -1;
+        }
+        s->vad = cJSON_IsTrue(x);
+    }
+    s->configured = 1;
+    sotto__log(SOTTO_LOG_DEBUG, s->id, "config: format %d, %d Hz, vad %d, partials %d",
+               s->format, s->rate, s->vad, s->partials);
+    return 0;
+}
+
+/* A complete text message from the client. */
+static void ws_text(sotto__gateway *g, gw_stream *s, const char *t, size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength(t, len);
+    const cJSON *type;
+
+    if (o == NULL || !cJSON_IsObject(o)) {
+        send_error(g, s, "bad_json", "text messages must be JSON objects");
+        goto done;
+    }
+    type = cJSON_GetObjectItemCaseSensitive(o, "type");
+    if (type != NULL && !cJSON_IsString(type)) {
+        send_error(g, s, "bad_message", "type must be a string");
+        goto done;
+    }
+    if (type == NULL || strcmp(type->valuestring, "config") == 0) {
+        if (apply_config(g, s, o) == 0 && s->worker < 0)
+            sotto__gw_audio(g, s, "", 0);   /* no-op; placement comes with audio */
+    } else if (strcmp(type->valuestring, "finish") == 0) {
+        sotto__log(SOTTO_LOG_INFO, s->id, "client asked to finish");
+        s->configured = 1;
+        sotto__gw_finish(g, s, 1000, "");
+    } else {
+        send_error(g, s, "unknown_type", "unknown message type");
+    }
+done:
+    cJSON_Delete(o);
+}
+
+static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
+                      const void *in, size_t len)
+{
+    size_t limit;
+
+    if (lws_is_first_fragment(wsi)) {
+        s->rx_n = 0;
+        s->rx_over = 0;
+        s->rx_binary = lws_frame_is_binary(wsi);
+    }
+    limit = s->rx_binary ? g->c->max_frame : SOTTO__SERVE_MAX_CONTROL;
+    if (s->rx_n + len > limit) {
+        sotto__log(SOTTO_LOG_WARN, s->id, "message over %zu bytes; closing with 1009", limit);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         (unsigned char *)"message too large", 17);
+        return -1;
+    }
+    if (s->rx_n + len > s->rx_cap) {
+        size_t cap = s->rx_cap ? s->rx_cap : 65536;
+        unsigned char *nb;
+        while (cap < s->rx_n + len)
+            cap *= 2;
+        if ((nb = realloc(s->rx, cap)) == NULL)
+            return -1;
+        s->rx = nb;
+        s->rx_cap = cap;
+    }
+    memcpy(s->rx + s->rx_n, in, len);
+    s->rx_n += len;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+        return 0;
+    if (s->finishing || s->done) {
+        if (s->rx_binary)
+            send_error(g, s, "after_finish", "audio after finish is ignored");
+        return 0;
+    }
+    if (s->rx_binary)
+        sotto__gw_audio(g, s, s->rx, s->rx_n);
+    else
+        ws_text(g, s, (const char *)s->rx, s->rx_n);
+    s->rx_n = 0;
+    return 0;
+}
+
+static int ws_writeable(struct lws *wsi, sotto__gateway *g, gw_stream *s)
+{
+    gw_out *o = s->out_head;
+
+    if (o != NULL) {
+        int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
+        if (n < (int)o->len)
+            return -1;
+        g->m.bytes_out += o->len;
+        s->out_head = o->next;
+        if (s->out_head == NULL)
+            s->out_tail = NULL;
+        s->out_bytes -= o->len;
+        free(o);
+        if (s->out_head != NULL || s->done)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (s->done) {
+        int code = s->close_code ? s->close_code : 1000;
+        lws_close_reason(wsi, (enum lws_close_status)code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- HTTP operations endpoints ------------------------------------------ */
+
+const double sotto__gw_commit_bounds[SOTTO__GW_HIST_BUCKETS] = {
+    0.25, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 5, 7.5, 10, 20
+};
+const double sotto__gw_infer_bounds[SOTTO__GW_HIST_BUCKETS] = {
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30
+};
+
+static size_t put(char *buf, size_t cap, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t put(char *buf, size_t cap, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (n >= cap)
+        return n;
+    va_start(ap, fmt);
+    k = vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+    return k < 0 ? n : n + (size_t)k > cap ? cap : n + (size_t)k;
+}
+
+static size_t hist(char *b, size_t cap, size_t n, const char *name, const char *help,
+                   const double *bounds, int nb, const uint64_t *h, uint64_t count,
+                   double sum)
+{
+    n = put(b, cap, n, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < nb; i++)
+        n = put(b, cap, n, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+                (unsigned long long)h[i]);
+    n = put(b, cap, n, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n",
+            name, (unsigned long long)count, name, sum, name,
+            (unsigned long long)count);
+    return n;
+}
+
+size_t sotto__gw_metrics_render(const sotto__gateway *g, char *b, size_t cap)
+{
+    const gw_metrics *m = &g->m;
+    size_t n = 0;
+    int ready = 0;
+
+    for (int i = 0; i < g->n_workers; i++)
+        ready += g->workers[i].wsi != NULL && g->workers[i].ready;
+#define COUNTER(name, help, v) \
+    n = put(b, cap, n, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n", \
+            (unsigned long long)(v))
+#define GAUGE(name, help, fmt, v) \
+    n = put(b, cap, n, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n", v)
+    GAUGE("sotto_streams_active", "Streams open now.", "%d", g->n_streams);
+    COUNTER("sotto_streams_total", "Streams accepted.", m->streams_total);
+    n = put(b, cap, n, "# HELP sotto_streams_rejected_total Streams refused.\n"
+            "# TYPE sotto_streams_rejected_total counter\n"
+            "sotto_streams_rejected_total{reason=\"capacity\"} %llu\n"
+            "sotto_streams_rejected_total{reason=\"other\"} %llu\n",
+            (unsigned long long)m->rejected_capacity, (unsigned long long)m->rejected_other);
+    GAUGE("sotto_workers_ready", "Workers ready.", "%d", ready);
+    GAUGE("sotto_workers_healthy", "Workers ready, beating and not stuck.", "%d",
+          sotto__gw_workers_healthy(g));
+    COUNTER("sotto_worker_restarts_total", "Workers started again after a death.",
+            m->worker_restarts);
+    n = put(b, cap, n, "# HELP sotto_worker_deaths_total Worker deaths, by signal "
+            "(\"none\" for an exit).\n# TYPE sotto_worker_deaths_total counter\n");
+    {
+        uint64_t by_sig = 0;
+        for (int sig = 1; sig < 65; sig++)
+            if (m->deaths_by_signal[sig] > 0) {
+                const char *nm = sigabbrev_np(sig);
+                by_sig += m->deaths_by_signal[sig];
+                n = put(b, cap, n, "sotto_worker_deaths_total{signal=\"SIG%s\"} %llu\n",
+                        nm ? nm : "?", (unsigned long long)m->deaths_by_signal[sig]);
+            }
+        n = put(b, cap, n, "sotto_worker_deaths_total{signal=\"none\"} %llu\n",
+                (unsigned long long)(m->worker_deaths - by_sig));
+    }
+    COUNTER("sotto_watchdog_kills_total", "Workers killed by the watchdog.", m->watchdog_kills);
+    COUNTER("sotto_stream_recoveries_total", "Streams replayed on another worker.",
+            m->recoveries);
+    COUNTER("sotto_decode_errors_total", "Error events (bad audio, failed passes).",
+            m->decode_errors);
+    COUNTER("sotto_bytes_in_total", "Audio bytes received from clients.", m->bytes_in);
+    COUNTER("sotto_bytes_out_total", "Bytes sent to clients.", m->bytes_out);
+    COUNTER("sotto_events_out_total", "Events queued to clients.", m->events_out);
+    COUNTER("sotto_partials_shed_total", "Partials dropped for slow readers.",
+            m->partials_shed);
+    COUNTER("sotto_slow_reader_disconnects_total", "Clients dropped for not reading finals.",
+            m->slow_reader_drops);
+    n = put(b, cap, n, "# HELP sotto_audio_seconds_total Seconds of audio received.\n"
+            "# TYPE sotto_audio_seconds_total counter\nsotto_audio_seconds_total %.3f\n",
+            m->audio_seconds);
+    n = put(b, cap, n, "# HELP sotto_compute_seconds_total Seconds spent in inference.\n"
+            "# TYPE sotto_compute_seconds_total counter\nsotto_compute_seconds_total %.3f\n",
+            m->compute_seconds);
+    GAUGE("sotto_real_time_factor", "Compute seconds per second of audio, since start.",
+          "%.4f", m->audio_seconds > 0 ? m->compute_seconds / m->audio_seconds : 0.0);
+    n = hist(b, cap, n, "sotto_inference_seconds", "Time of one feed with its passes.",
+             sotto__gw_infer_bounds, SOTTO__GW_HIST_BUCKETS, m->infer_hist, m->infer_count,
+             m->infer_sum);
+    n = hist(b, cap, n, "sotto_commit_latency_seconds",
+             "From a word's audio arriving to its final being queued.", sotto__gw_commit_bounds,
+             SOTTO__GW_HIST_BUCKETS, m->commit_hist, m->commit_count, m->commit_sum);
+#undef COUNTER
+#undef GAUGE
+    return n;
+}
+
+/* Renders the response for path into pss; returns the status. */
+static int http_route(sotto__gateway *g, const char *path, gw_pss *pss,
+                      const char **ctype, int *retry)
+{
+    size_t cap = 16384;
+    char *b = malloc(LWS_PRE + cap), *body;
+    int status = 200;
+
+    if (b == NULL)
+        return 500;
+    body = b + LWS_PRE;
+    *ctype = "application/json";
+    *retry = 0;
+    if (strcmp(path, "/health") == 0) {
+        pss->body_len = (size_t)snprintf(body, cap, "{\"status\":\"ok\"}\n");
+    } else if (strcmp(path, "/ready") == 0) {
+        int healthy = sotto__gw_workers_healthy(g), ready = 0;
+        const char *reason = NULL;
+        for (int i = 0; i < g->n_workers; i++)
+            ready += g->workers[i].wsi != NULL && g->workers[i].ready;
+        if (g->draining)
+            reason = "draining";
+        else if (strncmp(g->sup_reason, "crash_loop", 10) == 0 && healthy == 0)
+            reason = "crash_loop";
+        else if (g->sup_reason[0] != 0 && healthy == 0)
+            reason = "fatal";
+        else if (!g->ever_ready)
+            reason = "starting";
+        else if (healthy == 0)
+            reason = "no_worker_ready";
+        if (reason == NULL)
+            pss->body_len = (size_t)snprintf(body, cap,
+                "{\"ready\":true,\"workers_ready\":%d,\"workers_healthy\":%d,"
+                "\"workers\":%d,\"streams\":%d,\"max_streams\":%d}\n",
+                ready, healthy, g->c->workers, g->n_streams, g->c->max_streams);
+        else {
+            status = 503;
+            *retry = 1;
+            pss->body_len = (size_t)snprintf(body, cap,
+                "{\"ready\":false,\"reason\":\"%s\",\"detail\":\"%s\","
+                "\"workers_ready\":%d,\"workers\":%d,\"streams\":%d}\n",
+                reason, g->sup_reason, ready, g->c->workers, g->n_streams);
+        }
+    } else if (strcmp(path, "/metrics") == 0) {
+        *ctype = "text/plain; version=0.0.4";
+        pss->body_len = sotto__gw_metrics_render(g, body, cap);
+    } else {
+        status = 404;
+        pss->body_len = (size_t)snprintf(body, cap,
+            "{\"error\":\"not found\",\"endpoints\":[\"/v1/stream\",\"/health\","
+            "\"/ready\",\"/metrics\"]}\n");
+    }
+    if (pss->body_len >= cap)
+        pss->body_len = cap - 1;
+    pss->body = b;
+    return status;
+}
+
+static int http_request(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const char *path)
+{
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
+                  *end = hdr + sizeof hdr - 1;
+    const char *ctype = "application/json";
+    int retry = 0, status;
+
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        lws_return_http_status(wsi, 405, "only GET is served here");
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    status = http_route(g, path, pss, &ctype, &retry);
+    if (pss->body == NULL)
+        return -1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, ctype,
+                                    (lws_filepos_t)pss->body_len, &p, end) ||
+        (retry && lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
+                                              (const unsigned char *)"1", 1, &p, end)) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* ---- the "sotto" protocol callback (HTTP and WebSocket) ----------------- */
+
+static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                    void *in, size_t len)
+{
+    sotto__gateway *g = gw_of(wsi);
+    gw_pss *pss = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return http_request(wsi, g, pss, (const char *)in);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (pss == NULL || pss->body == NULL)
+            return 0;
+        if (lws_write(wsi, (unsigned char *)pss->body + LWS_PRE, pss->body_len,
+                      LWS_WRITE_HTTP_FINAL) < (int)pss->body_len) {
+            free(pss->body);
+            pss->body = NULL;
+            return -1;
+        }
+        free(pss->body);
+        pss->body = NULL;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss != NULL) {
+            free(pss->body);
+            pss->body = NULL;
+        }
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[128];
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
+            strcmp(uri, "/v1/stream") != 0) {
+            sotto__log(SOTTO_LOG_INFO, 0, "WebSocket upgrade for an unknown path refused");
+            return 1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED: {
+        const char *why;
+        if (!sotto__gw_admit(g, &why)) {
+            if (strcmp(why, "capacity") == 0)
+                g->m.rejected_capacity++;
+            else
+                g->m.rejected_other++;
+            sotto__log(SOTTO_LOG_WARN, 0, "stream refused: %s", why);
+            pss->st = NULL;
+            lws_close_reason(wsi, strcmp(why, "draining") == 0
+                                  ? LWS_CLOSE_STATUS_GOINGAWAY
+                                  : (enum lws_close_status)1013,
+                             (unsigned char *)why, strlen(why));
+            return -1;
+        }
+        pss->st = sotto__gw_stream_new(g, GW_WS, wsi);
+        if (pss->st == NULL)
+            return -1;
+        sotto__log(SOTTO_LOG_INFO, pss->st->id, "WebSocket stream opened");
+        send_ready(g, pss->st);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        if (pss->st == NULL)
+            return -1;
+        return ws_receive(wsi, g, pss->st, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (pss->st == NULL)
+            return -1;
+        return ws_writeable(wsi, g, pss->st);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (pss->st != NULL)
+            sotto__log(SOTTO_LOG_INFO, pss->st->id, "client closed the WebSocket");
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        if (pss->st != NULL) {
+            sotto__gw_client_gone(g, pss->st);
+            pss->st = NULL;
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- raw TCP (whisper_streaming) ---------------------------------------- */
+
+void sotto__gw_tcp_accept(sotto__gateway *g)
+{
+    for (int k = 0; k < 16; k++) {
+        int fd = accept4(g->tcp_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int one = 1, idle = 30, intvl = 10, cnt = 3;
+        const char *why;
+        lws_sock_file_fd_type u;
+        struct lws *wsi;
+        gw_stream *s;
+
+        if (fd < 0)
+            return;
+        if (!sotto__gw_admit(g, &why)) {
+            if (strcmp(why, "capacity") == 0)
+                g->m.rejected_capacity++;
+            else
+                g->m.rejected_other++;
+            sotto__log(SOTTO_LOG_WARN, 0, "tcp stream refused: %s", why);
+            close(fd);
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+        u.filefd = fd;
+        wsi = lws_adopt_descriptor_vhost(g->vh_http, LWS_ADOPT_RAW_FILE_DESC, u,
+                                         "sotto-tcp", NULL);
+        if (wsi == NULL)
+            continue;   /* lws closed fd */
+        if ((s = sotto__gw_stream_new(g, GW_TCP, wsi)) == NULL) {
+            lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        s->configured = 1;
+        lws_set_opaque_user_data(wsi, s);
+        sotto__log(SOTTO_LOG_INFO, s->id, "tcp stream opened");
+    }
+}
+
+static int tcp_rx(struct lws *wsi, sotto__gateway *g, gw_stream *s)
+{
+    unsigned char buf[SOTTO__GW_TCP_READ];
+    int fd = lws_get_socket_fd(wsi);
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+
+    if (n > 0) {
+        if (!s->finishing)
+            sotto__gw_audio(g, s, buf, (size_t)n);
+        return 0;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n == 0) {
+        /* EOF or half-close: flush, write the last lines, then close.  Stop
+         * watching input (EOF stays readable); a reset will show up as a
+         * failed write. */
+        if (!s->eof) {
+            sotto__log(SOTTO_LOG_INFO, s->id, "client finished sending");
+            s->eof = 1;
+            sotto__gw_finish(g, s, 1000, "");
+        }
+        s->paused = 1;
+        lws_rx_flow_control(wsi, 0);
+        return 0;
+    }
+    sotto__log(SOTTO_LOG_INFO, s->id, "tcp client error: %s", strerror(errno));
+    return -1;
+}
+
+static int tcp_writeable(struct lws *wsi, sotto__gateway *g, gw_stream *s)
+{
+    int fd = lws_get_socket_fd(wsi);
+
+    if (s->tcp_out_n > 0) {
+        ssize_t n = send(fd, s->tcp_out, s->tcp_out_n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        if (n > 0) {
+            memmove(s->tcp_out, s->tcp_out + n, s->tcp_out_n - (size_t)n);
+            s->tcp_out_n -= (size_t)n;
+        }
+        if (s->tcp_out_n > g->c->max_outbound) {
+            sotto__log(SOTTO_LOG_WARN, s->id, "tcp client does not read; disconnecting it");
+            g->m.slow_reader_drops++;
+            return -1;
+        }
+        if (s->tcp_out_n > 0 || s->done)
+            sotto__gw_rearm(g);
+        return 0;
+    }
+    if (s->done) {
+        shutdown(fd, SHUT_WR);
+        return -1;
+    }
+    return 0;
+}
+
+static int cb_tcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                  void *in, size_t len)
+{
+    sotto__gateway *g = gw_of(wsi);
+    gw_stream *s = lws_get_opaque_user_data(wsi);
+
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (wsi == g->tcp_listen_wsi) {
+            sotto__gw_tcp_accept(g);
+            return 0;
+        }
+        return s != NULL ? tcp_rx(wsi, g, s) : -1;
+    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        return s != NULL ? tcp_writeable(wsi, g, s) : 0;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (s != NULL) {
+            lws_set_opaque_user_data(wsi, NULL);
+            sotto__gw_client_gone(g, s);
+        }
+        return 0;
+    default:
+        break;
+    }
+    (void)user;
+    (void)in;
+    (void)len;
+    return 0;
+}
+
+const struct lws_protocols sotto__gw_protocols[] = {
+    { "sotto", cb_sotto, sizeof(gw_pss), 65536, 0, NULL, 0 },
+    { "sotto-tcp", cb_tcp, 0, 0, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
