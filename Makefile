@@ -103,6 +103,9 @@ bench: all
 	python3 bench/stream_bench.py --sotto $(BUILD)/sotto \
 	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
 	    --shared "$${SOTTO_SHARED:-../shared}"
+	python3 bench/serve_bench.py --sotto $(BUILD)/sotto \
+	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
+	    --shared "$${SOTTO_SHARED:-../shared}"
 
 # libFuzzer targets are built with clang into build-fuzz, with ASan+UBSan.
 FUZZ_CC      ?= clang

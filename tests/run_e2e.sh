@@ -26,3 +26,7 @@ python3 tests/golden/check_golden.py --sotto "$SOTTO" --model "$MODEL" --shared 
 QUICK=
 case "$B" in build-*) QUICK=--quick ;; esac
 python3 tests/stream/check_stream.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
+# The server: real processes on loopback with ephemeral ports.  Sanitized
+# builds run the quick variant (shorter audio for the worker kill tests,
+# 20 abrupt clients instead of 200).
+python3 tests/server/test_serve.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK

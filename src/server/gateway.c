@@ -126,7 +126,7 @@ static int stream_open_on_worker(sotto__gateway *g, gw_stream *s)
     gw_worker *w = &g->workers[s->worker];
     cJSON *o = cJSON_CreateObject(), *arr;
     char *txt = NULL;
-    int rc = -1;
+    int rc = -1, first = 0;
 
     if (o == NULL)
         goto fail;
@@ -139,11 +139,20 @@ static int stream_open_on_worker(sotto__gateway *g, gw_stream *s)
     cJSON_AddBoolToObject(o, "partials", s->partials);
     cJSON_AddNumberToObject(o, "max_seconds", g->c->max_stream_seconds);
     cJSON_AddNumberToObject(o, "time_offset", s->base_time);
-    cJSON_AddNumberToObject(o, "first_utterance", s->utterance);
+    /* Utterance ids go on where the client's left off; kept audio that
+     * begins inside the last ended utterance (the replay margin) belongs
+     * to it, and its repeated end is dropped in on_event. */
+    cJSON_AddNumberToObject(o, "first_utterance",
+                            s->ended_utt >= 0 && s->base_time < s->ended_end
+                                ? s->ended_utt : s->ended_utt + 1);
+    /* Resume words: the committed words inside the audio to be replayed,
+     * so the new stream does not commit them again. */
+    while (first < s->n_resume && s->resume[first].end <= s->base_time)
+        first++;
     if (s->committed_n > 0) {
         /* The prompt is the committed text before the resume words. */
         size_t keep = s->committed_n;
-        for (int i = 0; i < s->n_resume && keep > 0; i++) {
+        for (int i = first; i < s->n_resume && keep > 0; i++) {
             size_t l = strlen(s->resume[i].text);
             keep = keep >= l ? keep - l : 0;
         }
@@ -152,9 +161,9 @@ static int stream_open_on_worker(sotto__gateway *g, gw_stream *s)
         cJSON_AddStringToObject(o, "prompt", s->committed);
         s->committed[keep] = save;
     }
-    if (s->n_resume > 0) {
+    if (s->n_resume > first) {
         arr = cJSON_AddArrayToObject(o, "resume_words");
-        for (int i = 0; arr != NULL && i < s->n_resume; i++) {
+        for (int i = first; arr != NULL && i < s->n_resume; i++) {
             cJSON *x = cJSON_CreateObject();
             cJSON_AddStringToObject(x, "text", s->resume[i].text);
             cJSON_AddNumberToObject(x, "start", s->resume[i].start);
@@ -248,6 +257,52 @@ static void stream_free(sotto__gateway *g, gw_stream *s)
     g->n_streams--;
 }
 
+/*
+ * Ends a stream that no worker will take: an error event, then close
+ * (WS: with code; TCP: after the lines already queued).  The words
+ * committed so far have been sent; nothing else can be done for it.
+ */
+static void end_unplaced(sotto__gateway *g, gw_stream *s, const char *code,
+                         const char *message, int close_code)
+{
+    char msg[384];
+    int len;
+
+    if (s->done)
+        return;
+    len = snprintf(msg, sizeof msg,
+                   "{\"type\":\"error\",\"seq\":%llu,\"code\":\"%s\",\"message\":\"%s\"}",
+                   (unsigned long long)++s->seq_out, code, message);
+    if (s->kind == GW_WS && s->wsi != NULL && len > 0 && (size_t)len < sizeof msg)
+        sotto__gw_send_json(g, s, msg, (size_t)len, 0);
+    s->finishing = 1;
+    s->done = 1;
+    s->close_code = close_code;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s", code);
+    if (s->wsi == NULL) {
+        stream_free(g, s);
+        return;
+    }
+    sotto__gw_want_write(s);
+}
+
+/* Ends every stream waiting for a worker when none can come: the
+ * supervisor stopped restarting them (crash loop, fatal configuration). */
+static void fail_waiting(sotto__gateway *g)
+{
+    if (g->sup_reason[0] == 0 || sotto__gw_workers_healthy(g) > 0)
+        return;
+    for (gw_stream *s = g->streams, *next; s != NULL; s = next) {
+        next = s->next;
+        if (s->worker < 0 && !s->done) {
+            sotto__log(SOTTO_LOG_WARN, s->id, "no worker can take the stream (%s); ending it",
+                       g->sup_reason);
+            end_unplaced(g, s, "no_worker", "no engine process can run: the server "
+                         "stopped restarting them (see /ready)", 1013);
+        }
+    }
+}
+
 /* A worker is gone (channel closed or process reaped): recover its
  * streams on the others, or on its successor once that is ready. */
 static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
@@ -256,27 +311,38 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
 
     if (w->wsi == NULL && !w->ready && w->n_streams == 0)
         return;
-    sotto__log(SOTTO_LOG_WARN, 0, "worker%d (pid %d) lost: %s", w->slot, w->pid, why);
+    /* At the end of a drain the workers' channels close as expected. */
+    sotto__log(g->draining && w->n_streams == 0 ? SOTTO_LOG_INFO : SOTTO_LOG_WARN, 0,
+               "worker%d (pid %d) lost: %s", w->slot, w->pid, why);
     w->ready = 0;
     w->wsi = NULL;
     w->out_n = 0;
     w->busy_stream = 0;
     w->busy_ms = 0;
     sotto__ipc_reader_free(&w->rd);
-    for (gw_stream *s = g->streams; s != NULL; s = s->next) {
+    for (gw_stream *s = g->streams, *next; s != NULL; s = next) {
         char msg[256];
         int len;
+        next = s->next;
         if (s->worker != w->slot)
             continue;
         unplace(g, s);
+        if (s->id == w->busy_stream && ++s->crashes >= SOTTO__GW_MAX_STREAM_CRASHES) {
+            sotto__log(SOTTO_LOG_ERROR, s->id, "its worker died in its inference %d times; "
+                       "ending the stream instead of replaying it again", s->crashes);
+            end_unplaced(g, s, "stream_crashes", "this stream's audio made the engine "
+                         "process fail repeatedly; it was ended", 1011);
+            continue;
+        }
         s->recoveries++;
         g->m.recoveries++;
         n++;
         len = snprintf(msg, sizeof msg,
-                       "{\"type\":\"warning\",\"code\":\"worker_restart\","
+                       "{\"type\":\"warning\",\"seq\":%llu,\"code\":\"worker_restart\","
                        "\"message\":\"the engine process serving this stream "
                        "stopped (%s); replaying %.1f s of audio on another\"}",
-                       why, s->audio_in - s->base_time > 0 ? s->audio_in - s->base_time : 0.0);
+                       (unsigned long long)++s->seq_out, why,
+                       s->audio_in - s->base_time > 0 ? s->audio_in - s->base_time : 0.0);
         if (s->kind == GW_WS && s->wsi != NULL)
             sotto__gw_send_json(g, s, msg, (size_t)len, 0);
         sotto__log(SOTTO_LOG_WARN, s->id, "recovering: worker%d gone", w->slot);
@@ -284,6 +350,7 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
     w->n_streams = 0;
     if (n > 0)
         assign_waiting(g);
+    fail_waiting(g);
 }
 
 /* ---- events from workers ------------------------------------------------ */
@@ -389,10 +456,44 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
     }
     text = str(ev, "text");
     partial = strcmp(type, "partial") == 0;
+    if (partial && num(ev, "utterance", 0) <= s->ended_utt)
+        goto done;   /* a replayed utterance whose end was already sent */
     if (strcmp(type, "final") == 0) {
-        const cJSON *words = cJSON_GetObjectItemCaseSensitive(ev, "words"), *w;
+        cJSON *words = cJSON_GetObjectItemCaseSensitive(ev, "words"), *w;
         double now = sotto__now();
         s->utterance = (int)num(ev, "utterance", s->utterance);
+        /* A stream replayed after a crash must not repeat what its client
+         * already has: resume_words make the new worker skip those words,
+         * and this drops any that still starts inside committed time. */
+        if (s->recoveries > 0 && cJSON_IsArray(words)) {
+            int n = cJSON_GetArraySize(words), dropped = 0;
+            while (n > 0) {
+                cJSON *w0 = cJSON_GetArrayItem(words, 0);
+                /* A word that starts before the committed text ends
+                 * (less the alignment jitter agree.c allows) repeats it. */
+                if (num(w0, "start", 0) > s->committed_end - 0.1)
+                    break;
+                cJSON_DeleteItemFromArray(words, 0);
+                n--;
+                dropped++;
+            }
+            if (dropped > 0) {
+                char rebuilt[SOTTO__GW_MAX_EVENT / 2] = "";
+                sotto__log(SOTTO_LOG_INFO, s->id, "dropped %d repeated word(s) after recovery",
+                           dropped);
+                if (n == 0)
+                    goto done;
+                cJSON_ArrayForEach(w, words) {
+                    const char *wt = str(w, "text");
+                    if (wt != NULL)
+                        strncat(rebuilt, wt, sizeof rebuilt - strlen(rebuilt) - 1);
+                }
+                cJSON_ReplaceItemInObjectCaseSensitive(ev, "text", cJSON_CreateString(rebuilt));
+                cJSON_ReplaceItemInObjectCaseSensitive(
+                    ev, "start", cJSON_CreateNumber(num(cJSON_GetArrayItem(words, 0), "start", 0)));
+                text = str(ev, "text");
+            }
+        }
         if (text != NULL)
             committed_add(s, text);
         cJSON_ArrayForEach(w, words) {
@@ -401,6 +502,8 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
             if (wt == NULL)
                 continue;
             resume_add(s, wt, num(w, "start", 0), we, num(w, "probability", 0));
+            if (we > s->committed_end)
+                s->committed_end = we;
             if ((arr = arrival_of(s, we)) >= 0)
                 observe(g->m.commit_hist, &g->m.commit_count, &g->m.commit_sum,
                         sotto__gw_commit_bounds, SOTTO__GW_HIST_BUCKETS, now - arr);
@@ -408,8 +511,13 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
         if (s->kind == GW_TCP && text != NULL && text[0] != 0)
             tcp_line(g, s, num(ev, "start", 0), num(ev, "end", 0), text);
     } else if (strcmp(type, "utterance_end") == 0) {
-        s->utterance = (int)num(ev, "utterance", s->utterance) + 1;
-        s->n_resume = 0;
+        int u = (int)num(ev, "utterance", s->utterance);
+        /* A replay may end an utterance whose end was already sent. */
+        if (u <= s->ended_utt)
+            goto done;
+        s->ended_utt = u;
+        s->ended_end = num(ev, "end", s->ended_end);
+        s->utterance = u + 1;
     } else if (strcmp(type, "error") == 0) {
         g->m.decode_errors++;
         sotto__log(SOTTO_LOG_WARN, s->id, "stream error: %s",
@@ -435,7 +543,10 @@ static void on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
     if (a == NULL)
         return;
     t = num(a, "audio_time", -1);
-    keep_from = num(a, "retained_from", 0) - 0.1;
+    /* Keep a margin before what the stream says it may need: a resumed
+     * stream's VAD then warms up on audio before the utterance and opens
+     * it where the first one did, so both transcribe the same buffer. */
+    keep_from = num(a, "retained_from", 0) - SOTTO__GW_REPLAY_MARGIN;
     if (num(a, "compute", -1) >= 0) {
         double c = num(a, "compute", 0);
         g->m.compute_seconds += c;
@@ -648,8 +759,11 @@ static int on_ctl(sotto__gateway *g)
             break;
         }
         w = &g->workers[m.slot];
-        if (w->wsi != NULL)
+        if (w->wsi != NULL) {
+            struct lws *old = w->wsi;
             worker_lost(g, w, "replaced");
+            lws_set_timeout(old, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        }
         sotto__ipc_reader_free(&w->rd);
         w->slot = m.slot;
         w->pid = m.pid;
@@ -700,6 +814,7 @@ static int on_ctl(sotto__gateway *g)
         snprintf(g->sup_reason, sizeof g->sup_reason, "%s", m.reason);
         sotto__log(SOTTO_LOG_WARN, 0, "supervisor state: %s",
                    m.reason[0] ? m.reason : "normal");
+        fail_waiting(g);
         break;
     case SOTTO__CTL_DRAIN:
         if (!g->draining) {
@@ -771,6 +886,7 @@ gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi)
     s->partials = g->c->partials;
     snprintf(s->language, sizeof s->language, "%s", g->c->language);
     s->worker = -1;
+    s->ended_utt = -1;
     s->next_seq = 1;
     s->started = s->last_rx = sotto__now();
     s->next = g->streams;
@@ -1090,7 +1206,7 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
     memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.user = g;
     info.uid = -1;
     info.gid = -1;

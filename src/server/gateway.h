@@ -38,6 +38,13 @@
 #define SOTTO__GW_TCP_READ 32000
 /* Longest event the gateway forwards to a client. */
 #define SOTTO__GW_MAX_EVENT (64u * 1024)
+/* A stream in inference when its worker died this many times is ended
+ * with an error instead of being replayed again: its audio is what kills
+ * the workers (a decoder crash, say), and replaying it would take the
+ * others down too, and trip the crash-loop breaker for every client. */
+#define SOTTO__GW_MAX_STREAM_CRASHES 2
+/* Seconds of audio kept before the stream's retained_from (see on_ack). */
+#define SOTTO__GW_REPLAY_MARGIN 1.0
 /* Period of the watchdog and flow-control tick. */
 #define SOTTO__GW_TICK_US 100000
 
@@ -86,6 +93,8 @@ typedef struct gw_stream {
     int worker;               /* slot, or -1 while waiting for one */
     int opened;               /* OPEN sent to that worker */
     int recoveries;
+    int crashes;              /* deaths of its worker while it was in
+                               * inference (SOTTO__GW_MAX_STREAM_CRASHES) */
 
     /* Input. */
     double started;           /* sotto__now() at connect */
@@ -110,6 +119,9 @@ typedef struct gw_stream {
 
     /* Commit state, for a resume. */
     int utterance;            /* the open (or next) utterance */
+    int ended_utt;            /* last utterance whose end was sent; -1 */
+    double ended_end;         /* its end, stream time */
+    double committed_end;     /* end of the last committed word */
     char committed[SOTTO__GW_COMMITTED_BYTES + 1];
     size_t committed_n;
     gw_word resume[SOTTO__GW_RESUME_WORDS];

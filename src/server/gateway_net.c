@@ -146,26 +146,30 @@ static void send_ready(sotto__gateway *g, gw_stream *s)
     sotto__gw_send_json(g, s, buf, (size_t)n, 0);
 }
 
-/* Applies a config message.  Returns 0, or -1 with an error sent. */
+/* Applies a config message, all of it or (on a bad field) none of it.
+ * Returns 0, or -1 with an error event sent. */
 static int apply_config(sotto__gateway *g, gw_stream *s, const cJSON *o)
 {
     const cJSON *x;
+    int format = s->format, rate = s->rate, partials = s->partials, vad = s->vad;
+    char language[sizeof s->language];
 
     if (s->configured) {
         send_error(g, s, "config_too_late", "config must come before any audio");
         return -1;
     }
+    snprintf(language, sizeof language, "%s", s->language);
     if ((x = cJSON_GetObjectItemCaseSensitive(o, "format")) != NULL) {
         if (!cJSON_IsString(x)) {
             send_error(g, s, "bad_config", "format must be a string");
             return -1;
         }
         if (strcmp(x->valuestring, "pcm_s16le") == 0)
-            s->format = GW_S16;
+            format = GW_S16;
         else if (strcmp(x->valuestring, "pcm_f32le") == 0)
-            s->format = GW_F32;
+            format = GW_F32;
         else if (strcmp(x->valuestring, "opus") == 0)
-            s->format = GW_OPUS;
+            format = GW_OPUS;
         else {
             send_error(g, s, "bad_config",
                        "format must be pcm_s16le, pcm_f32le or opus");
@@ -178,32 +182,37 @@ static int apply_config(sotto__gateway *g, gw_stream *s, const cJSON *o)
             send_error(g, s, "bad_config", "sample_rate must be an integer, 8000 .. 192000");
             return -1;
         }
-        s->rate = (int)x->valuedouble;
+        rate = (int)x->valuedouble;
     }
     if ((x = cJSON_GetObjectItemCaseSensitive(o, "language")) != NULL) {
         if (cJSON_IsNull(x))
-            s->language[0] = 0;
-        else if (!cJSON_IsString(x) || strlen(x->valuestring) >= sizeof s->language ||
+            language[0] = 0;
+        else if (!cJSON_IsString(x) || strlen(x->valuestring) >= sizeof language ||
                  strspn(x->valuestring, "abcdefghijklmnopqrstuvwxyz") != strlen(x->valuestring)) {
             send_error(g, s, "bad_config", "language must be a code such as \"en\"");
             return -1;
         } else
-            snprintf(s->language, sizeof s->language, "%s", x->valuestring);
+            snprintf(language, sizeof language, "%s", x->valuestring);
     }
     if ((x = cJSON_GetObjectItemCaseSensitive(o, "partials")) != NULL) {
         if (!cJSON_IsBool(x)) {
             send_error(g, s, "bad_config", "partials must be true or false");
             return -1;
         }
-        s->partials = cJSON_IsTrue(x);
+        partials = cJSON_IsTrue(x);
     }
     if ((x = cJSON_GetObjectItemCaseSensitive(o, "vad")) != NULL) {
         if (!cJSON_IsBool(x)) {
             send_error(g, s, "bad_config", "vad must be true or false");
             return -1;
         }
-        s->vad = cJSON_IsTrue(x);
+        vad = cJSON_IsTrue(x);
     }
+    s->format = format;
+    s->rate = rate;
+    s->partials = partials;
+    s->vad = vad;
+    memcpy(s->language, language, sizeof language);
     s->configured = 1;
     sotto__log(SOTTO_LOG_DEBUG, s->id, "config: format %d, %d Hz, vad %d, partials %d",
                s->format, s->rate, s->vad, s->partials);

@@ -112,6 +112,8 @@ struct sotto_stream {
     /* Commit state. */
     sotto__agree agree;
     char *partial;                   /* text of the last partial sent */
+    int n_resume;                    /* agree.committed[0 .. n_resume) are
+                                      * resume_words, not this stream's */
     char *hist;                      /* committed text before the buffer */
     size_t hist_n, hist_cap;
 
@@ -314,7 +316,12 @@ static int hist_take_committed(sotto_stream *s, double t)
         if (s->agree.committed.v[i].end <= t &&
             (rc = hist_append(s, s->agree.committed.v[i].text)) != 0)
             return rc;
-    sotto__agree_forget_before(&s->agree, t);
+    {
+        int before = s->agree.committed.n, gone;
+        sotto__agree_forget_before(&s->agree, t);
+        gone = before - s->agree.committed.n;
+        s->n_resume -= gone < s->n_resume ? gone : s->n_resume;
+    }
     return 0;
 }
 
@@ -352,6 +359,10 @@ static int run_pass(sotto_stream *s, int last);
 
 static int buf_append(sotto_stream *s, const float *x, size_t n)
 {
+    /* An utterance that starts on its first frame has no pre-roll: nothing
+     * to add (and memcpy must not see the still-NULL buffer). */
+    if (n == 0)
+        return 0;
     /* Never let the buffer outgrow the encoder window: a pass first trims
      * it (forcibly when it must). */
     if (s->in_utt && s->buf_n > 0 &&
@@ -629,8 +640,18 @@ static int utt_end(sotto_stream *s, int flush_pass, int keep)
 
     if (!s->in_utt)
         return 0;
-    had_words = s->agree.pending.n > 0 || s->agree.committed.n > 0;
+    had_words = s->agree.pending.n > 0 || s->agree.committed.n > s->n_resume;
     blip = s->p.vad && s->utt_speech < min_speech && !had_words;
+    if (blip && s->n_resume > 0) {
+        /* A blip before the resumed utterance goes on: keep the resume
+         * words for it (and no utterance ends). */
+        pre_push(s, s->buf, s->buf_n);
+        s->buf_n = 0;
+        s->in_utt = 0;
+        free(s->partial);
+        s->partial = NULL;
+        return 0;
+    }
     if (!blip) {
         if (flush_pass) {
             rc = run_pass(s, 1);
@@ -649,6 +670,7 @@ static int utt_end(sotto_stream *s, int flush_pass, int keep)
     if (rc == 0)
         rc = hist_take_committed(s, 1e300);
     sotto__agree_reset(&s->agree);
+    s->n_resume = 0;
     sotto__infer_destroy(s->st);
     s->st = NULL;
     /* The end of this utterance's audio is the pre-roll of the next. */
@@ -938,6 +960,7 @@ int sotto_stream_create(const sotto_model *m, const sotto_stream_params *params,
             if (w->end > s->agree.last_end)
                 s->agree.last_end = w->end;
         }
+        s->n_resume = s->agree.committed.n;
     }
     *out = s;
     return 0;

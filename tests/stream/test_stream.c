@@ -506,6 +506,23 @@ static void test_resume(const sotto_model *m)
     sotto_stream_destroy(b);
 }
 
+/* Audio that starts in the middle of a word: the first VAD frame is
+ * speech, so the utterance opens with no pre-roll (once undefined
+ * behaviour, caught by UBSan in the server tests). */
+static void test_starts_in_speech(const sotto_model *m)
+{
+    sotto_stream *s = NULL;
+    const size_t from = SOTTO_SAMPLE_RATE * 3 / 2;
+    run r;
+
+    run_init(&r);
+    CHECK_INT_EQ(sotto_stream_create(m, NULL, &s, NULL, 0), 0);
+    stream_all(s, jfk + from, jfk_n - from, 1600, &r);
+    CHECK(r.order_ok);
+    CHECK(contains(r.finals, "ask what you can do for your country"));
+    sotto_stream_destroy(s);
+}
+
 int main(void)
 {
     const char *dir = test_model_dir();
@@ -555,6 +572,7 @@ int main(void)
     test_s16_48k(m);
     test_threads(m);
     test_resume(m);
+    test_starts_in_speech(m);
     test_lifecycle(m, dir);
 
     sotto_model_destroy(no_vad);
