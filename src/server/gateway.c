@@ -138,7 +138,19 @@ static int stream_open_on_worker(sotto__gateway *g, gw_stream *s)
     cJSON_AddBoolToObject(o, "vad", s->vad);
     cJSON_AddBoolToObject(o, "partials", s->partials);
     cJSON_AddNumberToObject(o, "max_seconds", g->c->max_stream_seconds);
-    cJSON_AddNumberToObject(o, "time_offset", s->base_time);
+    /* The first stream cut its audio into 512-sample VAD frames from 0;
+     * the replay drops the few samples that put the new stream on the
+     * same frame grid, so its VAD opens the utterance at the same sample
+     * and both transcribe the same buffer (exactly so at 16 kHz). */
+    if (s->format != GW_OPUS && s->base_time > 0) {
+        const double frame = 512.0 / SOTTO_SAMPLE_RATE;
+        double aligned = ceil(s->base_time / frame - 1e-9) * frame;
+        long skip = lround((aligned - s->base_time) * s->rate);
+        cJSON_AddNumberToObject(o, "skip", (double)skip * bytes_per_sample(s->format));
+        cJSON_AddNumberToObject(o, "time_offset", s->base_time + (double)skip / s->rate);
+    } else {
+        cJSON_AddNumberToObject(o, "time_offset", s->base_time);
+    }
     /* Utterance ids go on where the client's left off; kept audio that
      * begins inside the last ended utterance (the replay margin) belongs
      * to it, and its repeated end is dropped in on_event. */
@@ -543,9 +555,9 @@ static void on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
     if (a == NULL)
         return;
     t = num(a, "audio_time", -1);
-    /* Keep a margin before what the stream says it may need: a resumed
-     * stream's VAD then warms up on audio before the utterance and opens
-     * it where the first one did, so both transcribe the same buffer. */
+    /* Keep a small margin before what the stream says it may need, for the
+     * resampler's delay.  Not more: audio from further back is the tail of
+     * an ended utterance, and tiny.en turns such a fragment into loops. */
     keep_from = num(a, "retained_from", 0) - SOTTO__GW_REPLAY_MARGIN;
     if (num(a, "compute", -1) >= 0) {
         double c = num(a, "compute", 0);

@@ -44,7 +44,7 @@
  * others down too, and trip the crash-loop breaker for every client. */
 #define SOTTO__GW_MAX_STREAM_CRASHES 2
 /* Seconds of audio kept before the stream's retained_from (see on_ack). */
-#define SOTTO__GW_REPLAY_MARGIN 1.0
+#define SOTTO__GW_REPLAY_MARGIN 0.1
 /* Period of the watchdog and flow-control tick. */
 #define SOTTO__GW_TICK_US 100000
 

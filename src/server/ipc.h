@@ -20,7 +20,9 @@
  *                   {"format":"s16"|"f32"|"opus","rate":16000,
  *                    "language":"en"|null,"vad":true,"partials":true,
  *                    "max_seconds":0,"time_offset":0,"first_utterance":0,
- *                    "prompt":"...","resume_words":[{"text","start","end"}]}
+ *                    "prompt":"...","resume_words":[{"text","start","end"}],
+ *                    "skip":0}  (skip: PCM bytes to drop first, which puts
+ *                    a resumed stream on the first one's VAD frame grid)
  *   AUDIO   stream  seq = the chunk's number in the stream (from 1);
  *                   payload = audio bytes in the stream's format (for
  *                   opus: one packet)

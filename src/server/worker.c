@@ -300,6 +300,10 @@ int sotto__worker_parse_open(const char *json, size_t len,
                 &v, err, cap) != 0)
         goto fail;
     o->first_utterance = (int)v;
+    v = 0;
+    if (get_num(root, "skip", 0, SOTTO__WORKER_MAX_SKIP, 1, &v, err, cap) != 0)
+        goto fail;
+    o->skip = (size_t)v;
 
     x = cJSON_GetObjectItemCaseSensitive(root, "prompt");
     if (x != NULL && !cJSON_IsNull(x)) {
@@ -454,6 +458,7 @@ typedef struct wstream {
     OpusDecoder *opus;            /* format opus only */
     unsigned char carry[4];       /* bytes of a sample split across chunks */
     int n_carry;
+    size_t skip;                  /* PCM bytes still to drop (OPEN "skip") */
 } wstream;
 
 #ifdef SOTTO_FAULT_INJECTION
@@ -775,6 +780,7 @@ static int on_open(worker *w, uint32_t id, const unsigned char *p, size_t len)
     e->format = o.format;
     e->partials = o.partials;
     e->time_offset = o.time_offset;
+    e->skip = o.format == SOTTO__WORKER_OPUS ? 0 : o.skip;
     w->log_stream = id;
     rc = sotto_stream_create(w->model, &sp, &e->s, err, sizeof err);
     w->log_stream = 0;
@@ -907,6 +913,14 @@ static int on_audio(worker *w, wstream *e, uint32_t seq, const unsigned char *p,
     cJSON *o;
 
     sotto_stream_get_stats(e->s, &st);
+    if (e->skip > 0) {
+        size_t k = e->skip < len ? e->skip : len;
+        p += k;
+        len -= k;
+        e->skip -= k;
+        if (len == 0)
+            goto ack;
+    }
     rc = convert(w, e, p, len, &n, err, sizeof err);
     if (rc != 0) {
         sotto__log(SOTTO_LOG_WARN, e->id, "chunk %u: %s", seq, err);
@@ -939,6 +953,7 @@ static int on_audio(worker *w, wstream *e, uint32_t seq, const unsigned char *p,
                 return -1;
         }
     }
+ack:
     if (drain_events(w, e) != 0)
         return -1;
     sotto_stream_get_stats(e->s, &st);

@@ -30,6 +30,10 @@
 /* Largest "time_offset" and word time accepted, in seconds (about 116
  * days: far beyond any stream, small enough for exact milliseconds). */
 #define SOTTO__WORKER_MAX_TIME 1e7
+/* Largest "skip" (bytes of PCM dropped at the start of a resumed stream
+ * to align it with the first stream's VAD frames: under one 512-sample
+ * frame, at up to 192 kHz f32). */
+#define SOTTO__WORKER_MAX_SKIP 32768
 /* Largest "first_utterance". */
 #define SOTTO__WORKER_MAX_UTTERANCE 1000000000
 
@@ -50,6 +54,7 @@ typedef struct sotto__worker_open {
     double max_seconds;       /* 0 .. SOTTO_MAX_AUDIO_SECONDS; 0 = none */
     double time_offset;       /* 0 .. SOTTO__WORKER_MAX_TIME */
     int first_utterance;      /* 0 .. SOTTO__WORKER_MAX_UTTERANCE */
+    size_t skip;              /* PCM bytes to drop first; 0 .. MAX_SKIP */
     char *prompt;             /* NULL or a NUL-terminated copy */
     sotto_word *resume_words; /* NULL or n_resume_words words, in order */
     int n_resume_words;
