@@ -333,6 +333,15 @@ static void send_gw(sup *s, sotto__ctl_msg *m, int fd)
         return;
     if (sotto__ctl_send(s->ctl, m, fd) == 0)
         return;
+    if (s->state >= SUP_DRAINING && (errno == EPIPE || errno == ECONNRESET)) {
+        /* A draining gateway closes its end as it exits: not a fault. */
+        sotto__log(SOTTO_LOG_INFO, 0, "the gateway (pid %d) closed the control "
+                   "channel while draining", (int)s->gw.pid);
+        close(s->ctl);
+        s->ctl = -1;
+        s->gw_listening = 0;
+        return;
+    }
     sotto__log(SOTTO_LOG_ERROR, 0, "cannot send to the gateway (pid %d): %s; "
                "killing it", (int)s->gw.pid, strerror(errno));
     if (s->gw.pid > 0)
