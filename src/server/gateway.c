@@ -35,8 +35,7 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* Appends n bytes to a growable buffer; 0 or -1 when out of memory. */
-static int buf_add(unsigned char **b, size_t *n, size_t *cap, const void *d,
+int sotto__gw_buf_add(unsigned char **b, size_t *n, size_t *cap, const void *d,
                    size_t len)
 {
     if (*n + len > *cap) {
@@ -108,14 +107,13 @@ static int worker_send(sotto__gateway *g, gw_worker *w, int type,
     if (w->wsi == NULL)
         return -1;
     sotto__ipc_pack(hdr, type, stream, seq, len);
-    if (buf_add(&w->out, &w->out_n, &w->out_cap, hdr, sizeof hdr) != 0 ||
-        (len > 0 && buf_add(&w->out, &w->out_n, &w->out_cap, payload, len) != 0)) {
+    if (sotto__gw_buf_add(&w->out, &w->out_n, &w->out_cap, hdr, sizeof hdr) != 0 ||
+        (len > 0 && sotto__gw_buf_add(&w->out, &w->out_n, &w->out_cap, payload, len) != 0)) {
         sotto__log(SOTTO_LOG_ERROR, stream, "out of memory queueing to worker%d",
                    w->slot);
         return -1;
     }
     lws_callback_on_writable(w->wsi);
-    (void)g;
     return 0;
 }
 
@@ -447,7 +445,7 @@ static void tcp_line(sotto__gateway *g, gw_stream *s, double start, double end,
                  text[0] == ' ' ? text + 1 : text);
     if (n < 0 || (size_t)n >= sizeof line)
         return;
-    if (buf_add(&s->tcp_out, &s->tcp_out_n, &s->tcp_out_cap, line, (size_t)n) != 0)
+    if (sotto__gw_buf_add(&s->tcp_out, &s->tcp_out_n, &s->tcp_out_cap, line, (size_t)n) != 0)
         return;
     g->m.bytes_out += (uint64_t)n;
     g->m.events_out++;
@@ -471,41 +469,9 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
     if (partial && num(ev, "utterance", 0) <= s->ended_utt)
         goto done;   /* a replayed utterance whose end was already sent */
     if (strcmp(type, "final") == 0) {
-        cJSON *words = cJSON_GetObjectItemCaseSensitive(ev, "words"), *w;
+        const cJSON *words = cJSON_GetObjectItemCaseSensitive(ev, "words"), *w;
         double now = sotto__now();
         s->utterance = (int)num(ev, "utterance", s->utterance);
-        /* A stream replayed after a crash must not repeat what its client
-         * already has: resume_words make the new worker skip those words,
-         * and this drops any that still starts inside committed time. */
-        if (s->recoveries > 0 && cJSON_IsArray(words)) {
-            int n = cJSON_GetArraySize(words), dropped = 0;
-            while (n > 0) {
-                cJSON *w0 = cJSON_GetArrayItem(words, 0);
-                /* A word that starts before the committed text ends
-                 * (less the alignment jitter agree.c allows) repeats it. */
-                if (num(w0, "start", 0) > s->committed_end - 0.1)
-                    break;
-                cJSON_DeleteItemFromArray(words, 0);
-                n--;
-                dropped++;
-            }
-            if (dropped > 0) {
-                char rebuilt[SOTTO__GW_MAX_EVENT / 2] = "";
-                sotto__log(SOTTO_LOG_INFO, s->id, "dropped %d repeated word(s) after recovery",
-                           dropped);
-                if (n == 0)
-                    goto done;
-                cJSON_ArrayForEach(w, words) {
-                    const char *wt = str(w, "text");
-                    if (wt != NULL)
-                        strncat(rebuilt, wt, sizeof rebuilt - strlen(rebuilt) - 1);
-                }
-                cJSON_ReplaceItemInObjectCaseSensitive(ev, "text", cJSON_CreateString(rebuilt));
-                cJSON_ReplaceItemInObjectCaseSensitive(
-                    ev, "start", cJSON_CreateNumber(num(cJSON_GetArrayItem(words, 0), "start", 0)));
-                text = str(ev, "text");
-            }
-        }
         if (text != NULL)
             committed_add(s, text);
         cJSON_ArrayForEach(w, words) {
@@ -514,8 +480,6 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
             if (wt == NULL)
                 continue;
             resume_add(s, wt, num(w, "start", 0), we, num(w, "probability", 0));
-            if (we > s->committed_end)
-                s->committed_end = we;
             if ((arr = arrival_of(s, we)) >= 0)
                 observe(g->m.commit_hist, &g->m.commit_count, &g->m.commit_sum,
                         sotto__gw_commit_bounds, SOTTO__GW_HIST_BUCKETS, now - arr);
@@ -730,9 +694,6 @@ static int cb_ipc(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     default:
         break;
     }
-    (void)user;
-    (void)in;
-    (void)len;
     return 0;
 }
 
@@ -875,9 +836,6 @@ static int cb_ctl(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     default:
         break;
     }
-    (void)user;
-    (void)in;
-    (void)len;
     return 0;
 }
 

@@ -121,7 +121,6 @@ typedef struct gw_stream {
     int utterance;            /* the open (or next) utterance */
     int ended_utt;            /* last utterance whose end was sent; -1 */
     double ended_end;         /* its end, stream time */
-    double committed_end;     /* end of the last committed word */
     char committed[SOTTO__GW_COMMITTED_BYTES + 1];
     size_t committed_n;
     gw_word resume[SOTTO__GW_RESUME_WORDS];
@@ -201,6 +200,9 @@ typedef struct sotto__gateway {
 } sotto__gateway;
 
 /* gateway.c: used by gateway_net.c. */
+/* Appends len bytes to a growable buffer; 0, or -1 when out of memory. */
+int sotto__gw_buf_add(unsigned char **b, size_t *n, size_t *cap, const void *d,
+                      size_t len);
 gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi);
 /* The client is gone: forget the stream (the worker is told to drop it). */
 void sotto__gw_client_gone(sotto__gateway *g, gw_stream *s);

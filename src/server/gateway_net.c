@@ -235,8 +235,7 @@ static void ws_text(sotto__gateway *g, gw_stream *s, const char *t, size_t len)
         goto done;
     }
     if (type == NULL || strcmp(type->valuestring, "config") == 0) {
-        if (apply_config(g, s, o) == 0 && s->worker < 0)
-            sotto__gw_audio(g, s, "", 0);   /* no-op; placement comes with audio */
+        apply_config(g, s, o);   /* placement comes with the first audio */
     } else if (strcmp(type->valuestring, "finish") == 0) {
         sotto__log(SOTTO_LOG_INFO, s->id, "client asked to finish");
         s->configured = 1;
@@ -265,18 +264,8 @@ static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
                          (unsigned char *)"message too large", 17);
         return -1;
     }
-    if (s->rx_n + len > s->rx_cap) {
-        size_t cap = s->rx_cap ? s->rx_cap : 65536;
-        unsigned char *nb;
-        while (cap < s->rx_n + len)
-            cap *= 2;
-        if ((nb = realloc(s->rx, cap)) == NULL)
-            return -1;
-        s->rx = nb;
-        s->rx_cap = cap;
-    }
-    memcpy(s->rx + s->rx_n, in, len);
-    s->rx_n += len;
+    if (sotto__gw_buf_add(&s->rx, &s->rx_n, &s->rx_cap, in, len) != 0)
+        return -1;
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
         return 0;
     if (s->finishing || s->done) {
@@ -719,9 +708,6 @@ static int cb_tcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     default:
         break;
     }
-    (void)user;
-    (void)in;
-    (void)len;
     return 0;
 }
 
