@@ -57,6 +57,10 @@
 #define FRAMES_PER_SECOND 100       /* mel frames */
 #define MEDIAN_FILTER_WIDTH 7
 #define MAX_MEDIAN_DURATION 0.7
+/* Tokens decoded per batched call of the forced alignment pass; the
+ * logits of one batch take SOTTO__ALIGN_BATCH * n_vocab floats (6.6 MB for
+ * the English vocabulary). */
+#define SOTTO__ALIGN_BATCH 32
 
 static const char PREPEND_PUNCTUATIONS[] = "\"'\xE2\x80\x9C\xC2\xBF([{-";
 static const char APPEND_PUNCTUATIONS[] =
@@ -503,7 +507,9 @@ fail:
  * Runs the decoder over seq[0 .. L) (n_sot tokens of sot sequence and
  * <|notimestamps|> first), writing the alignment heads' scores to
  * att[h][row][0 .. F) and, for text token k (seq[n_sot + k]),
- * its probability given the tokens before it to probs[k].
+ * its probability given the tokens before it to probs[k].  The tokens are
+ * forced, so they go through in batches of SOTTO__ALIGN_BATCH, each one
+ * product per weight with every position's logits.
  */
 static int run_decoder(sotto__infer *st, const int *seq, int L, int n_sot,
                        int F, float *att, double *probs)
@@ -511,10 +517,10 @@ static int run_decoder(sotto__infer *st, const int *seq, int L, int n_sot,
     const struct sotto_model *m = st->m;
     const int H = m->n_align_heads, T = st->T, V = m->n_vocab;
     const int n_text = L - n_sot - 1;
-    float *cap_buf = malloc((size_t)H * n_sot * T * sizeof *cap_buf);
-    float *logits = malloc((size_t)V * sizeof *logits);
+    float *cap_buf = malloc((size_t)H * SOTTO__ALIGN_BATCH * T * sizeof *cap_buf);
+    float *logits = malloc((size_t)SOTTO__ALIGN_BATCH * V * sizeof *logits);
     sotto__attn_capture cap;
-    int rc = 0, pos = 0;
+    int rc = 0;
 
     if (cap_buf == NULL || logits == NULL) {
         rc = SOTTO_ENOMEM;
@@ -524,24 +530,27 @@ static int run_decoder(sotto__infer *st, const int *seq, int L, int n_sot,
     cap.heads = m->align_heads;
     cap.out = cap_buf;
     sotto__decode_truncate(st, 0);
-    while (pos < L) {
-        /* The prefix in one call, then one token per call so that every
-         * position's logits are seen. */
-        const int n_tok = pos == 0 ? n_sot : 1;
-        const int next = pos + n_tok;        /* index of the predicted token */
-        const int want = next >= n_sot && next < n_sot + n_text;
+    for (int pos = 0; pos < L; pos += SOTTO__ALIGN_BATCH) {
+        const int n_tok = L - pos < SOTTO__ALIGN_BATCH ? L - pos : SOTTO__ALIGN_BATCH;
+        /* Row i's logits predict token pos + i + 1; only text tokens'
+         * probabilities are wanted. */
+        const int want = pos + n_tok >= n_sot && pos + 1 < n_sot + n_text;
+
         memset(cap_buf, 0, (size_t)H * n_tok * T * sizeof *cap_buf);
-        if ((rc = sotto__decode(st, 1, n_tok, seq + pos, want ? logits : NULL,
-                                &cap)) != 0)
+        if ((rc = sotto__decode_rows(st, n_tok, seq + pos, want ? logits : NULL,
+                                     &cap)) != 0)
             goto fail;
         for (int h = 0; h < H; h++)
             for (int i = 0; i < n_tok; i++)
                 memcpy(att + ((size_t)h * L + pos + i) * F,
                        cap_buf + ((size_t)h * n_tok + i) * T,
                        (size_t)F * sizeof *att);
-        if (want)
-            probs[next - n_sot] = token_prob(logits, m->sp.eot, seq[next]);
-        pos = next;
+        for (int i = 0; want && i < n_tok; i++) {
+            const int next = pos + i + 1;
+            if (next >= n_sot && next < n_sot + n_text)
+                probs[next - n_sot] = token_prob(logits + (size_t)i * V,
+                                                 m->sp.eot, seq[next]);
+        }
     }
 fail:
     free(cap_buf);

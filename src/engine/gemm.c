@@ -252,21 +252,34 @@ int sotto__linear(const float *x, int M, const sotto__weight *W,
         return 0;
     }
 
-    if (W->dtype == SOTTO__DT_F32 && ((uintptr_t)W->data % sizeof(float)) == 0) {
-        wf = W->data;
-    } else {
-        float *tmp = sotto__scratch_get(s, (size_t)N * (size_t)K);
-        if (tmp == NULL)
-            return SOTTO_ENOMEM;
-        sotto__to_f32(W->data, W->dtype, tmp, (size_t)N * (size_t)K);
-        wf = tmp;
-    }
     if (b != NULL) {
         for (int m = 0; m < M; m++)
             memcpy(y + (size_t)m * N, b, (size_t)N * sizeof *y);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K,
-                wf, K, b != NULL ? 1.0f : 0.0f, y, N);
+    if (W->dtype == SOTTO__DT_F32 && ((uintptr_t)W->data % sizeof(float)) == 0) {
+        wf = W->data;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K,
+                    wf, K, b != NULL ? 1.0f : 0.0f, y, N);
+        return 0;
+    }
+    /* Widen and multiply SOTTO__WIDE_BLOCK floats of the weight at a time:
+     * the scratch stays small (the vocabulary would need 76 MB at once)
+     * and each widened block is still in cache when OpenBLAS reads it. */
+    {
+        const int nb = K >= SOTTO__WIDE_BLOCK ? 1 : SOTTO__WIDE_BLOCK / K;
+        const size_t es = dtype_size(W->dtype);
+        float *tmp = sotto__scratch_get(s, (size_t)(nb < N ? nb : N) * (size_t)K);
+
+        if (tmp == NULL)
+            return SOTTO_ENOMEM;
+        for (int n0 = 0; n0 < N; n0 += nb) {
+            const int n = N - n0 < nb ? N - n0 : nb;
+            sotto__to_f32((const unsigned char *)W->data + (size_t)n0 * K * es,
+                          W->dtype, tmp, (size_t)n * (size_t)K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, n, K, 1.0f,
+                        x, K, tmp, K, b != NULL ? 1.0f : 0.0f, y + n0, N);
+        }
+    }
     return 0;
 }
 

@@ -6,18 +6,17 @@
  * count live in one place:
  *
  * - Large products (M > SOTTO__SMALL_M rows of activations) widen the
- *   float16 weight into a float32 scratch buffer once per call and hand it
- *   to OpenBLAS cblas_sgemm.  Widening costs one pass over the weight; for
- *   the encoder it is under 1 % of the product's time.
+ *   float16 weight, SOTTO__WIDE_BLOCK floats at a time, into a float32
+ *   scratch buffer and hand each block to OpenBLAS cblas_sgemm.  Widening
+ *   costs one pass over the weight; for the encoder it is under 1 % of the
+ *   product's time.
  * - Small products (the decoder's per-token steps, M <= SOTTO__SMALL_M) are
  *   memory-bound: there the weight is read once, converted 8 lanes at a
  *   time with F16C and multiplied with FMA, without a float32 copy.  This
  *   halves the bytes read per token against float32 weights.
  *
  * Weights are never copied to float32 for the life of the model; the only
- * float32 weight memory is the per-call scratch, at most the largest
- * matrix (V x d for the vocabulary, 76 MB for tiny) and in practice the
- * largest matrix used with M > SOTTO__SMALL_M.
+ * float32 weight memory is the per-call scratch of one block.
  */
 #ifndef SOTTO_GEMM_H
 #define SOTTO_GEMM_H
@@ -28,6 +27,11 @@
 
 /* Rows of activations up to which the direct float16 kernel is used. */
 #define SOTTO__SMALL_M 8
+
+/* Floats of float16 weight widened per OpenBLAS call on the large path
+ * (4 MiB of float32): the largest encoder matrix (1536 x 384 for tiny) fits
+ * in one block; the vocabulary is done in about ten. */
+#define SOTTO__WIDE_BLOCK (1 << 20)
 
 /* A growable float32 buffer owned by one inference state. */
 typedef struct sotto__scratch {

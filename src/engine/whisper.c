@@ -463,8 +463,11 @@ static int decoder_ffn(sotto__infer *st, const sotto__dec_layer *dl, int rows,
     return 0;
 }
 
-int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
-                  float *logits, const sotto__attn_capture *cap)
+/* The body of sotto__decode() and sotto__decode_rows(): with all_rows,
+ * logits are written for every new token of the one sequence. */
+static int decode_tokens(sotto__infer *st, int n_seq, int n_tok,
+                         const int *tokens, float *logits, int all_rows,
+                         const sotto__attn_capture *cap)
 {
     const struct sotto_model *m = st->m;
     const int d = m->d, rows = n_seq * n_tok, nt = m->n_threads;
@@ -518,7 +521,14 @@ int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
     }
     st->len += n_tok;
 
-    if (logits != NULL) {
+    if (logits != NULL && all_rows) {
+        /* Every position's logits: one product of [n_tok, d] with the
+         * embedding, which reads the vocabulary once for all rows. */
+        layer_norm(x, n_tok, d, m->dec_ln_g, m->dec_ln_b, h, nt);
+        if ((rc = sotto__linear(h, n_tok, &m->tok_emb, NULL, logits,
+                                &st->wide, nt)))
+            return rc;
+    } else if (logits != NULL) {
         for (int s = 0; s < n_seq; s++)
             layer_norm(x + ((size_t)s * n_tok + n_tok - 1) * d, 1, d,
                        m->dec_ln_g, m->dec_ln_b, last + (size_t)s * d, 1);
@@ -527,6 +537,18 @@ int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
             return rc;
     }
     return 0;
+}
+
+int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
+                  float *logits, const sotto__attn_capture *cap)
+{
+    return decode_tokens(st, n_seq, n_tok, tokens, logits, 0, cap);
+}
+
+int sotto__decode_rows(sotto__infer *st, int n_tok, const int *tokens,
+                       float *logits, const sotto__attn_capture *cap)
+{
+    return decode_tokens(st, 1, n_tok, tokens, logits, 1, cap);
 }
 
 int sotto__decode_reorder(sotto__infer *st, int n_seq, const int *src)

@@ -75,6 +75,16 @@ typedef struct sotto__attn_capture {
 int sotto__decode(sotto__infer *st, int n_seq, int n_tok, const int *tokens,
                   float *logits, const sotto__attn_capture *cap);
 
+/*
+ * As sotto__decode() for one sequence, but writes the logits of every new
+ * token: logits[i * V ...] are the next-token logits after tokens[i], for
+ * i < n_tok (logits holds n_tok * V floats).  Forced decoding (the word
+ * alignment) uses it to score a whole token sequence in one batched pass
+ * instead of one step per token.
+ */
+int sotto__decode_rows(sotto__infer *st, int n_tok, const int *tokens,
+                       float *logits, const sotto__attn_capture *cap);
+
 /* Sequence s takes the cache of sequence src[s], for s < n_seq. */
 int sotto__decode_reorder(sotto__infer *st, int n_seq, const int *src);
 
