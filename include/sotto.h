@@ -257,7 +257,7 @@ typedef struct sotto_stream_params {
     float first_chunk;        /* seconds of speech before an utterance's
                                * first pass, for an early partial; 0.5 */
     float buffer_trim;        /* trim the buffer at a committed segment
-                               * or sentence end once it is longer; 12 s */
+                               * or sentence end once it is longer; 15 s */
     int vad;                  /* 1 = gate with Silero VAD (default); 0 =
                                * transcribe everything, one utterance */
     float vad_threshold;      /* speech probability threshold; 0.5 */
@@ -266,6 +266,11 @@ typedef struct sotto_stream_params {
     int vad_min_speech_ms;    /* shorter utterances are dropped; 250 */
     int encode_full_window;   /* 1 = pad the encoder input to 30 s as
                                * offline; default 0 = the real length */
+    int force_committed;      /* 1 (default) = a pass is forced to start
+                               * with the previous pass's tokens up to its
+                               * last committed word, so the decoder steps
+                               * only over uncommitted words; 0 = decode
+                               * the whole buffer every pass */
     double max_seconds;       /* audio after this is refused and the stream
                                * ends with a flush; 0 = no limit but
                                * SOTTO_MAX_AUDIO_SECONDS */

@@ -62,6 +62,7 @@ static void transcribe_usage(FILE *f)
         "      --vad-model FILE      Silero VAD weights (default: installed silero-vad)\n"
         "      --no-vad              transcribe everything, without the VAD gate\n"
         "      --full-window         encode the buffer padded to 30 s\n"
+        "      --no-force-committed  decode committed words again every pass\n"
         "      --buffer-trim S       trim the buffer past S seconds (default 15)\n"
         "  (with --stream, -f json prints one JSON object per event; -b defaults to 1)\n");
 }
@@ -161,7 +162,7 @@ static int transcribe_main(int argc, char **argv)
     enum { OPT_BEST_OF = 256, OPT_TEMP, OPT_NO_FALLBACK, OPT_WORDS, OPT_NO_TS,
            OPT_NO_COND, OPT_RAW, OPT_RATE, OPT_CHANNELS, OPT_STREAM,
            OPT_CHUNK_MS, OPT_MIN_CHUNK, OPT_VAD_MODEL, OPT_NO_VAD,
-           OPT_FULL_WINDOW, OPT_BUFFER_TRIM };
+           OPT_FULL_WINDOW, OPT_BUFFER_TRIM, OPT_NO_FORCE };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
         { "threads", required_argument, NULL, 't' },
@@ -184,6 +185,7 @@ static int transcribe_main(int argc, char **argv)
         { "vad-model", required_argument, NULL, OPT_VAD_MODEL },
         { "no-vad", no_argument, NULL, OPT_NO_VAD },
         { "full-window", no_argument, NULL, OPT_FULL_WINDOW },
+        { "no-force-committed", no_argument, NULL, OPT_NO_FORCE },
         { "buffer-trim", required_argument, NULL, OPT_BUFFER_TRIM },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -275,6 +277,7 @@ static int transcribe_main(int argc, char **argv)
         case OPT_VAD_MODEL: vad_arg = optarg; break;
         case OPT_NO_VAD: no_vad = 1; break;
         case OPT_FULL_WINDOW: sp.encode_full_window = 1; break;
+        case OPT_NO_FORCE: sp.force_committed = 0; break;
         case 'v': verbose = 1; break;
         case 'h': transcribe_usage(stdout); return SOTTO_EXIT_OK;
         default: transcribe_usage(stderr); return SOTTO_EXIT_USAGE;

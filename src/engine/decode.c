@@ -167,6 +167,23 @@ static int feed_prompt(sotto__infer *st, const int *prompt, int n_prompt,
     return rc;
 }
 
+/* Starts a sequence with the forced prefix. */
+static void seed_prefix(int *tokens, int *n, const sotto__gen_opts *o)
+{
+    *n = 0;
+    if (o->prefix != NULL && o->n_prefix > 0) {
+        memcpy(tokens, o->prefix, (size_t)o->n_prefix * sizeof *tokens);
+        *n = o->n_prefix;
+    }
+}
+
+/* Tokens a sequence sampled itself (its length for scoring). */
+static int n_new(int n, const sotto__gen_opts *o)
+{
+    int k = o->prefix != NULL ? n - o->n_prefix : n;
+    return k > 0 ? k : 0;
+}
+
 static double token_logprob(const float *logits, int n, int tok)
 {
     return (double)logits[tok] - sotto__logsumexp(logits, n);
@@ -180,6 +197,7 @@ static int generate_greedy(const struct sotto_model *m,
     static const int src0 = 0;
     int rc;
 
+    seed_prefix(res->tokens, &res->n_tokens, o);
     for (int step = 0; step < o->max_new_tokens; step++) {
         int tok;
         sotto__apply_filters(m, logits, res->tokens, res->n_tokens, o);
@@ -219,8 +237,10 @@ static int generate_sampled(const struct sotto_model *m,
         rc = SOTTO_ENOMEM;
         goto fail;
     }
-    for (int s = 0; s < S; s++)
+    for (int s = 0; s < S; s++) {
         memcpy(lg + (size_t)s * V, logits, (size_t)V * sizeof *lg);
+        seed_prefix(cand[s].tokens, &cand[s].n_tokens, o);
+    }
 
     for (int step = 0; step < o->max_new_tokens; step++) {
         int alive = 0;
@@ -251,7 +271,7 @@ static int generate_sampled(const struct sotto_model *m,
             src[s] = s;
     }
     for (int s = 0; s < S; s++) {
-        double len = cand[s].n_tokens > 0 ? cand[s].n_tokens : 1;
+        double len = n_new(cand[s].n_tokens, o) > 0 ? n_new(cand[s].n_tokens, o) : 1;
         double score = cand[s].sum_logprob / pow(len, o->length_penalty);
         if (score > best_score) {
             best_score = score;
@@ -272,7 +292,7 @@ fail:
 
 /* One beam hypothesis. */
 typedef struct beam {
-    int tokens[512];
+    int tokens[SOTTO__MAX_GEN_TOKENS];
     int n;
     double logprob;            /* cumulative, after the filters */
 } beam;
@@ -338,6 +358,7 @@ static int generate_beam(const struct sotto_model *m,
         goto fail;
     }
     memcpy(lg, logits, (size_t)V * sizeof *lg);
+    seed_prefix(beams[0].tokens, &beams[0].n, o);
 
     for (int step = 0; step < o->max_new_tokens; step++) {
         const int last_step = step + 1 == o->max_new_tokens;
@@ -400,7 +421,7 @@ static int generate_beam(const struct sotto_model *m,
         int best = -1;
         double best_score = -INFINITY;
         for (int i = 0; i < n_fin; i++) {
-            double len = fin[i].n > 0 ? fin[i].n : 1;
+            double len = n_new(fin[i].n, o) > 0 ? n_new(fin[i].n, o) : 1;
             double score = fin[i].logprob / pow(len, o->length_penalty);
             if (best < 0 || score > best_score) {
                 best_score = score;
@@ -430,10 +451,13 @@ int sotto__search(const struct sotto_model *m, const sotto__stepper *net,
 {
     int rc;
 
+    const int n_prefix = o->prefix != NULL ? o->n_prefix : 0;
+
     res->n_tokens = 0;
     res->sum_logprob = 0.0;
-    if (o->max_new_tokens <= 0 ||
-        o->max_new_tokens > (int)SOTTO__ARRAY_LEN(res->tokens) || net->max_seq < 1)
+    if (o->max_new_tokens <= 0 || n_prefix < 0 ||
+        n_prefix + o->max_new_tokens > (int)SOTTO__ARRAY_LEN(res->tokens) ||
+        net->max_seq < 1)
         return SOTTO_EINVAL;
     if (o->temperature > 0.0f)
         rc = generate_sampled(m, net, o, logits, res);
@@ -441,7 +465,7 @@ int sotto__search(const struct sotto_model *m, const sotto__stepper *net,
         rc = generate_beam(m, net, o, logits, res);
     else
         rc = generate_greedy(m, net, o, logits, res);
-    res->avg_logprob = res->sum_logprob / (res->n_tokens + 1);
+    res->avg_logprob = res->sum_logprob / (n_new(res->n_tokens, o) + 1);
     return rc;
 }
 

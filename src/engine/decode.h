@@ -14,6 +14,10 @@
 
 #include "engine/whisper.h"
 
+/* Capacity of a generated sequence (prefix included); above the text
+ * context of every Whisper model (448). */
+#define SOTTO__MAX_GEN_TOKENS 512
+
 typedef struct sotto__gen_opts {
     int beam_size;             /* >= 1; used when temperature == 0 */
     int best_of;               /* candidates when temperature > 0 */
@@ -26,13 +30,21 @@ typedef struct sotto__gen_opts {
     int max_initial_timestamp_index;   /* in 0.02 s steps; < 0 = none */
     int max_new_tokens;        /* tokens to sample at most */
     uint64_t *rng;             /* state for sampling */
+    /* Tokens forced after the sot sequence (already in the decoder cache,
+     * fed with the prompt): every sequence starts with them, the logit
+     * filters see them as sampled, they lead res->tokens, and they are
+     * neither scored nor counted against max_new_tokens.  NULL/0: none. */
+    const int *prefix;
+    int n_prefix;
 } sotto__gen_opts;
 
 typedef struct sotto__gen_result {
-    int tokens[512];           /* sampled tokens, without <|endoftext|> */
+    int tokens[SOTTO__MAX_GEN_TOKENS]; /* the prefix and the sampled tokens,
+                                        * without <|endoftext|> */
     int n_tokens;
-    double sum_logprob;        /* including <|endoftext|> if sampled */
-    double avg_logprob;        /* sum_logprob / (n_tokens + 1) */
+    double sum_logprob;        /* of the sampled tokens (not the prefix),
+                                * including <|endoftext|> if sampled */
+    double avg_logprob;        /* sum_logprob / (sampled tokens + 1) */
     float no_speech_prob;      /* P(<|nospeech|>) at the sot position */
 } sotto__gen_result;
 

@@ -142,6 +142,7 @@ typedef struct window_result {
 /* Runs the temperature ladder for one window. */
 static int generate_with_fallback(sotto__infer *st, const int *prompt,
                                   int n_prompt, int sot_index,
+                                  const int *prefix, int n_prefix,
                                   const sotto_transcribe_params *p,
                                   uint64_t *rng, window_result *out)
 {
@@ -180,6 +181,8 @@ static int generate_with_fallback(sotto__infer *st, const int *prompt,
         if (p->max_new_tokens > 0 && p->max_new_tokens < o.max_new_tokens)
             o.max_new_tokens = p->max_new_tokens;
         o.rng = rng;
+        o.prefix = prefix;
+        o.n_prefix = n_prefix;
         if ((rc = sotto__generate(st, prompt, n_prompt, sot_index, &o, &w->gen)))
             goto fail;
         w->temperature = o.temperature;
@@ -225,11 +228,13 @@ fail:
     return rc;
 }
 
-/* Builds the decoder prompt for a window. */
+/* Builds the decoder prompt for a window: the previous text, the sot
+ * sequence, then the forced prefix.  *sot_len is the length of the sot
+ * sequence (from *sot_index, <|notimestamps|> included). */
 static int build_prompt(const struct sotto_model *m, const int *prev,
-                        int n_prev, int lang_token,
-                        const sotto_transcribe_params *p, int *prompt,
-                        int *sot_index)
+                        int n_prev, const int *prefix, int n_prefix,
+                        int lang_token, const sotto_transcribe_params *p,
+                        int *prompt, int *sot_index, int *sot_len)
 {
     const int max_prev = m->n_text_ctx / 2 - 1;
     int n = 0, n_all = n_prev;
@@ -249,6 +254,11 @@ static int build_prompt(const struct sotto_model *m, const int *prev,
     }
     if (p->without_timestamps)
         prompt[n++] = m->sp.no_timestamps;
+    *sot_len = n - *sot_index;
+    if (n_prefix > 0 && !p->without_timestamps) {
+        memcpy(prompt + n, prefix, (size_t)n_prefix * sizeof *prompt);
+        n += n_prefix;
+    }
     return n;
 }
 
@@ -360,6 +370,8 @@ typedef struct window_io {
     double time_offset;       /* seconds at column 0 */
     const int *prev;          /* earlier text tokens for the prompt */
     int n_prev;
+    const int *prefix;        /* forced first tokens of the transcript */
+    int n_prefix;
     double last_speech;       /* in: end of the last word so far; out: updated */
     int advance;              /* out: frames to move the seek by */
     int silent;               /* out: 1 when the window was judged silent */
@@ -374,7 +386,8 @@ static int process_window(sotto__infer *st, const sotto_transcribe_params *p,
     const struct sotto_model *m = st->m;
     const double time_offset = io->time_offset;
     window_result w;
-    int rc, n_prompt, sot_index, first_new, single_ending = 0;
+    int rc, n_prompt, sot_index, sot_len, first_new, single_ending = 0;
+    int n_prefix = p->without_timestamps ? 0 : io->n_prefix;
 
     io->advance = io->segment_size;
     io->silent = 0;
@@ -389,10 +402,11 @@ static int process_window(sotto__infer *st, const sotto_transcribe_params *p,
             return sotto__errf(err, errcap, rc, "unknown language \"%s\"",
                                p->language ? p->language : "(detect)");
     }
-    n_prompt = build_prompt(m, io->prev, io->n_prev, *lang_token, p, prompt,
-                            &sot_index);
-    if ((rc = generate_with_fallback(st, prompt, n_prompt, sot_index, p, rng,
-                                     &w)) != 0)
+    n_prompt = build_prompt(m, io->prev, io->n_prev, io->prefix, n_prefix,
+                            *lang_token, p, prompt, &sot_index, &sot_len);
+    if ((rc = generate_with_fallback(st, prompt, n_prompt, sot_index,
+                                     prompt + n_prompt - n_prefix, n_prefix,
+                                     p, rng, &w)) != 0)
         return sotto__errf(err, errcap, rc, "decoding failed at %.2f s: %s",
                            time_offset, sotto_strerror(rc));
     io->temperature = w.temperature;
@@ -411,7 +425,7 @@ static int process_window(sotto__infer *st, const sotto_transcribe_params *p,
     if (p->word_timestamps && r->n_segments > first_new) {
         double end;
         if ((rc = sotto__align_words(st, r, first_new, prompt + sot_index,
-                                     n_prompt - sot_index - (p->without_timestamps ? 1 : 0),
+                                     sot_len - (p->without_timestamps ? 1 : 0),
                                      time_offset, io->segment_size,
                                      io->last_speech)) != 0)
             return sotto__errf(err, errcap, rc, "word alignment failed: %s",
@@ -600,7 +614,8 @@ fail:
 }
 
 int sotto__transcribe_window(sotto__infer *st, const float *pcm, size_t n,
-                             const int *prev, int n_prev, int pad_frames,
+                             const int *prev, int n_prev, const int *prefix,
+                             int n_prefix, int pad_frames,
                              const sotto_transcribe_params *p, int *lang_token,
                              uint64_t *rng, sotto__result *r, char *err,
                              size_t errcap)
@@ -646,6 +661,10 @@ int sotto__transcribe_window(sotto__infer *st, const float *pcm, size_t n,
     io.segment_size = content_frames;
     io.prev = prev;
     io.n_prev = prev != NULL ? n_prev : 0;
+    io.prefix = prefix;
+    io.n_prefix = prefix != NULL && n_prefix > 0 ? n_prefix : 0;
+    if (io.n_prefix > SOTTO__MAX_PREFIX)
+        io.n_prefix = SOTTO__MAX_PREFIX;
     rc = process_window(st, p, &io, lang_token, prompt, rng, r, NULL, err,
                         errcap);
 fail:

@@ -116,6 +116,11 @@ struct sotto_stream {
                                       * resume_words, not this stream's */
     char *hist;                      /* committed text before the buffer */
     size_t hist_n, hist_cap;
+    /* The tokens of the last pass up to its last committed word: the next
+     * pass over the same buffer is forced to start with them (see
+     * prefix_take).  Empty whenever the buffer's start moves. */
+    int pfx[SOTTO__MAX_PREFIX];
+    int n_pfx;
 
     /* Events: queue[head .. n) are waiting; cur is the one last polled. */
     stream_event *queue;
@@ -133,8 +138,9 @@ sotto_stream_params sotto_stream_default_params(void)
     memset(&p, 0, sizeof p);
     p.sample_rate = SR;
     p.min_chunk = 1.0f;
+    p.force_committed = 1;
     p.first_chunk = 0.5f;
-    p.buffer_trim = 12.0f;
+    p.buffer_trim = 15.0f;
     p.vad = 1;
     p.vad_threshold = 0.5f;
     p.vad_min_silence_ms = 600;
@@ -401,6 +407,7 @@ static void buf_cut(sotto_stream *s, double t)
     memmove(s->buf, s->buf + k, (s->buf_n - k) * sizeof *s->buf);
     s->buf_n -= k;
     s->buf_start += (int64_t)k;
+    s->n_pfx = 0;               /* its timestamps count from the old start */
 }
 
 /* Keeps the last pre_cap samples of x as the pre-roll. */
@@ -485,6 +492,90 @@ static int trim(sotto_stream *s, const double *seg_end, int n_seg)
     return 0;
 }
 
+/* Appends tokens to the prefix, as many as fit. */
+static void prefix_add(sotto_stream *s, const int *tok, int n)
+{
+    if (n > SOTTO__MAX_PREFIX - s->n_pfx)
+        n = SOTTO__MAX_PREFIX - s->n_pfx;
+    memcpy(s->pfx + s->n_pfx, tok, (size_t)n * sizeof *tok);
+    s->n_pfx += n;
+}
+
+/*
+ * Sets the next pass's prefix from this pass's result r (times from base):
+ * its tokens up to the end of the last word that ends by t, the end of the
+ * last committed word.  A word is committed once two passes agree on it
+ * and is never revised, so decoding it again in every pass only costs a
+ * decoder step per token; forced, its tokens go through in one batch with
+ * the prompt, and the decoder steps only over the words still open.
+ *
+ * Whole segments are taken with their timestamps, except the last one,
+ * whose closing timestamp may only mean that this pass's audio ended
+ * there.  Inside a segment the cut is found by decoding token prefixes
+ * until their text equals the text of the words before the cut; if none
+ * does (a word boundary inside a token), the prefix stops at the
+ * segment's start.
+ */
+static int prefix_take(sotto_stream *s, const sotto__result *r, double base,
+                       double t)
+{
+    const sotto__tokenizer *tok = s->m->tok;
+    const int eot = s->m->sp.eot;
+    char *want = NULL, *have = NULL;
+    int rc = 0;
+
+    s->n_pfx = 0;
+    for (int i = 0; i < r->n_segments; i++) {
+        const sotto_segment *g = &r->segments[i];
+        const int last = i == r->n_segments - 1;
+        size_t want_n = 0;
+        int k = 0;
+
+        while (k < g->n_words && base + g->words[k].end <= t + 1e-6)
+            k++;
+        if (k == 0)
+            break;
+        if (k == g->n_words && !last) {
+            prefix_add(s, g->tokens, g->n_tokens);
+            continue;
+        }
+        for (int j = 0; j < k; j++)
+            want_n += strlen(g->words[j].text);
+        want = malloc(want_n + 1);
+        have = malloc(want_n + 1);
+        if (want == NULL || have == NULL) {
+            rc = SOTTO_ENOMEM;
+            break;
+        }
+        want[0] = 0;
+        for (int j = 0, off = 0; j < k; j++) {
+            size_t l = strlen(g->words[j].text);
+            memcpy(want + off, g->words[j].text, l + 1);
+            off += (int)l;
+        }
+        for (int j = 1; j <= g->n_tokens; j++) {
+            int need;
+            if (g->tokens[j - 1] >= eot)
+                continue;
+            need = sotto__tokenizer_decode(tok, g->tokens, j, eot, NULL, 0);
+            if (need < 0 || (size_t)need > want_n)
+                break;
+            if ((size_t)need < want_n)
+                continue;
+            sotto__tokenizer_decode(tok, g->tokens, j, eot, have, want_n + 1);
+            if (memcmp(have, want, want_n) == 0)
+                prefix_add(s, g->tokens, j);
+            break;
+        }
+        break;
+    }
+    free(want);
+    free(have);
+    if (rc != 0)
+        s->n_pfx = 0;
+    return rc;
+}
+
 /*
  * Transcribes the buffer and commits what two passes agree on; with
  * `last`, commits every word (the utterance is over).  A failed pass is
@@ -498,7 +589,7 @@ static int run_pass(sotto_stream *s, int last)
     sotto_transcribe_params dec = s->dec;
     double *seg_end = NULL, t0, base = stream_time(s, s->buf_start);
     double secs = (double)s->buf_n / SR;
-    int *ids = NULL, n_ids = 0, rc = 0, n_seg = 0, quick;
+    int *ids = NULL, n_ids = 0, rc = 0, n_seg = 0, quick, n_forced;
     char msg[256];
 
     s->since_pass = 0;
@@ -533,7 +624,9 @@ static int run_pass(sotto_stream *s, int last)
             goto fail;
     }
     t0 = now_seconds();
+    n_forced = s->n_pfx;
     rc = sotto__transcribe_window(s->st, s->buf, s->buf_n, ids, n_ids,
+                                  s->pfx, s->n_pfx,
                                   s->p.encode_full_window ? -1
                                                           : SOTTO__STREAM_PAD_FRAMES,
                                   &dec,
@@ -542,6 +635,7 @@ static int run_pass(sotto_stream *s, int last)
     s->stats.n_passes++;
     s->utt_passes++;
     if (rc != 0) {
+        s->n_pfx = 0;
         sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_ERROR,
                     "stream pass at %.2f s failed: %s", base, msg);
         if ((rc = emit_simple(s, SOTTO_EVENT_ERROR, base + secs, rc, msg)) != 0)
@@ -575,10 +669,14 @@ static int run_pass(sotto_stream *s, int last)
     if ((rc = sotto__agree_insert(&s->agree, hyp.v, hyp.n, last,
                                   &committed)) != 0)
         goto fail;
+    if (!last && s->p.force_committed &&
+        (rc = prefix_take(s, r, base, s->agree.last_end)) != 0)
+        goto fail;
     sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_DEBUG,
-                "stream pass: buffer %.2f..%.2f s (%.1f s), %d words, "
-                "%d committed, %d pending, %.3f s", base, base + secs, secs,
-                hyp.n, committed.n, s->agree.pending.n, now_seconds() - t0);
+                "stream pass: buffer %.2f..%.2f s (%.1f s), %d tokens forced, "
+                "%d words, %d committed, %d pending, %.3f s", base, base + secs,
+                secs, n_forced, hyp.n, committed.n, s->agree.pending.n,
+                now_seconds() - t0);
 commit:
     if (last && (rc = sotto__agree_commit_pending(&s->agree, &committed)) != 0)
         goto fail;
@@ -621,6 +719,7 @@ static void utt_begin(sotto_stream *s, int64_t at)
     s->buf_n = 0;
     s->buf_start = at;
     s->since_pass = 0;
+    s->n_pfx = 0;
     free(s->partial);
     s->partial = NULL;
 }
@@ -671,6 +770,7 @@ static int utt_end(sotto_stream *s, int flush_pass, int keep)
         rc = hist_take_committed(s, 1e300);
     sotto__agree_reset(&s->agree);
     s->n_resume = 0;
+    s->n_pfx = 0;
     sotto__infer_destroy(s->st);
     s->st = NULL;
     /* The end of this utterance's audio is the pre-roll of the next. */

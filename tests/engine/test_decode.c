@@ -275,10 +275,81 @@ static void test_length_limit(void)
     CHECK_INT_EQ(sotto__search(&m, &net, logits, &o, &r), SOTTO_EINVAL);
 }
 
+/*
+ * A forced prefix leads every search's tokens, is not scored, and counts as
+ * sampled for the timestamp rules.
+ */
+static void test_prefix(void)
+{
+    static const int two[] = { 2 };
+    static const int ts_prefix[] = { TB + 1, 3 };
+    struct sotto_model m;
+    toy_lm lm;
+    sotto__stepper net = { toy_step, &lm, 8 };
+    sotto__gen_opts o = opts(0);
+    sotto__gen_result r;
+    float logits[V];
+    uint64_t rng = 7;
+
+    make_model(&m);
+    m.n_suppress = 0;
+    o.suppress_blank = 0;
+    o.prefix = two;
+    o.n_prefix = 1;
+    for (int beam = 1; beam <= 5; beam += 4) {
+        /* The caller fed the prefix: the network already holds "2". */
+        memset(&lm, 0, sizeof lm);
+        lm.hist[0][0] = 2;
+        lm.len[0] = 1;
+        toy_logits(two, 1, logits);
+        o.beam_size = beam;
+        CHECK_INT_EQ(sotto__search(&m, &net, logits, &o, &r), 0);
+        CHECK_INT_EQ(r.n_tokens, 2);
+        CHECK_INT_EQ(r.tokens[0], 2);
+        CHECK_INT_EQ(r.tokens[1], 3);
+        CHECK(fabs(r.sum_logprob - log(0.95 * 0.9)) < 1e-3);
+        CHECK(fabs(r.avg_logprob - r.sum_logprob / 2.0) < 1e-9);
+    }
+    /* Sampling: every candidate starts with the prefix. */
+    memset(&lm, 0, sizeof lm);
+    lm.hist[0][0] = 2;
+    lm.len[0] = 1;
+    toy_logits(two, 1, logits);
+    o.beam_size = 1;
+    o.temperature = 1.0f;
+    o.best_of = 3;
+    o.rng = &rng;
+    CHECK_INT_EQ(sotto__search(&m, &net, logits, &o, &r), 0);
+    CHECK(r.n_tokens >= 1 && r.tokens[0] == 2);
+
+    /* Timestamps: after the prefix <|0.02|> "3", the initial-timestamp
+     * limit (index 2) no longer applies, but timestamps before the
+     * prefix's are still masked. */
+    o = opts(1);
+    o.prefix = ts_prefix;
+    o.n_prefix = 2;
+    o.max_new_tokens = 1;
+    flat(logits);
+    logits[TB + 5] = 5.0f;
+    CHECK_INT_EQ(sotto__search(&m, &net, logits, &o, &r), 0);
+    CHECK_INT_EQ(r.n_tokens, 3);
+    CHECK_INT_EQ(r.tokens[2], TB + 5);
+    flat(logits);
+    logits[TB] = 5.0f;
+    logits[TB + 1] = 4.0f;
+    logits[TB + 2] = 3.0f;
+    CHECK_INT_EQ(sotto__search(&m, &net, logits, &o, &r), 0);
+    CHECK_INT_EQ(r.tokens[2], TB + 2);
+    /* The prefix and the new tokens must fit the sequence. */
+    o.max_new_tokens = SOTTO__MAX_GEN_TOKENS;
+    CHECK_INT_EQ(sotto__search(&m, &net, logits, &o, &r), SOTTO_EINVAL);
+}
+
 int main(void)
 {
     test_filters();
     test_search();
     test_length_limit();
+    test_prefix();
     return test_main_exit("test_decode");
 }
