@@ -41,6 +41,14 @@ CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
+# The workers' fault injection (SOTTO_FAULT=crash-after:N|hang-after:N, see
+# src/server/worker.c) exists only in test builds: the sanitized builds have
+# it by default, release builds never unless FAULT_INJECTION=1 is given.
+FAULT_INJECTION ?= $(if $(SANITIZE),1,)
+ifneq ($(FAULT_INJECTION),)
+CFLAGS  += -DSOTTO_FAULT_INJECTION
+endif
+
 LIB_SRC  := $(sort $(wildcard src/common/*.c src/engine/*.c src/stream/*.c src/audio/*.c))
 CLI_SRC  := $(sort $(wildcard src/client/*.c))
 SERVER_SRC := $(sort $(wildcard src/server/*.c))

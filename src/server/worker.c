@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +57,9 @@
 #define WORKER_OPUS_MAX_SAMPLES (SOTTO_SAMPLE_RATE * 120 / 1000)
 /* Length of error messages built here. */
 #define WORKER_ERR 256
+/* Most audio fed to a stream in one library call; a backlog is fed in
+ * slices this long, each watched by the inference limit on its own. */
+#define SOTTO__WORKER_FEED_SLICE_S 4.0
 
 /* ---- the OPEN configuration -------------------------------------------- */
 
@@ -454,11 +458,19 @@ typedef struct wstream {
     sotto_stream *s;
     int format;                   /* enum sotto__worker_format */
     int partials;
+    int rate;                     /* Hz of the fed samples */
     double time_offset;
     OpusDecoder *opus;            /* format opus only */
     unsigned char carry[4];       /* bytes of a sample split across chunks */
     int n_carry;
     size_t skip;                  /* PCM bytes still to drop (OPEN "skip") */
+    /* Audio received but not yet fed (int16 for s16, float otherwise):
+     * chunks are gathered while the worker is busy and fed together, see
+     * feed_pending(). */
+    unsigned char *pend;
+    size_t pend_n, pend_cap;      /* in bytes */
+    uint32_t ack_seq;             /* last chunk received; acked once fed */
+    int ack_due;
 } wstream;
 
 #ifdef SOTTO_FAULT_INJECTION
@@ -508,6 +520,7 @@ static void remove_stream(worker *w, wstream *e)
     sotto_stream_destroy(e->s);
     if (e->opus != NULL)
         opus_decoder_destroy(e->opus);
+    free(e->pend);
     free(e);
 }
 
@@ -780,6 +793,7 @@ static int on_open(worker *w, uint32_t id, const unsigned char *p, size_t len)
     e->format = o.format;
     e->partials = o.partials;
     e->time_offset = o.time_offset;
+    e->rate = o.rate;
     e->skip = o.format == SOTTO__WORKER_OPUS ? 0 : o.skip;
     w->log_stream = id;
     rc = sotto_stream_create(w->model, &sp, &e->s, err, sizeof err);
@@ -902,58 +916,135 @@ nomem:
     return SOTTO_ENOMEM;
 }
 
+/* Sample width of a stream's pending audio. */
+static size_t pend_width(const wstream *e)
+{
+    return e->format == SOTTO__WORKER_S16 ? sizeof(int16_t) : sizeof(float);
+}
+
+/*
+ * Takes one AUDIO chunk: converts it and appends it to the stream's
+ * pending audio; the chunk is fed (and acknowledged) by feed_pending().
+ * A chunk that cannot be converted, or float audio with a NaN or an
+ * infinity, is refused alone with an error event, as the library would
+ * refuse it: the chunks around it go on.
+ */
 static int on_audio(worker *w, wstream *e, uint32_t seq, const unsigned char *p,
                     size_t len)
 {
     sotto_stream_stats st;
     char err[WORKER_ERR];
-    size_t n = 0;
-    int rc, passes, ran = 0;
-    double t0 = 0, compute = 0;
-    cJSON *o;
+    size_t n = 0, width = pend_width(e);
+    int rc;
 
-    sotto_stream_get_stats(e->s, &st);
+    e->ack_seq = seq;
+    e->ack_due = 1;
     if (e->skip > 0) {
         size_t k = e->skip < len ? e->skip : len;
         p += k;
         len -= k;
         e->skip -= k;
         if (len == 0)
-            goto ack;
+            return 0;
     }
     rc = convert(w, e, p, len, &n, err, sizeof err);
+    if (rc == 0 && width == sizeof(float)) {
+        const float *x = (const float *)(void *)w->conv;
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i])) {
+                snprintf(err, sizeof err, "sample %zu of chunk %u is %s; the "
+                         "chunk's audio was refused", i, seq,
+                         isnan(x[i]) ? "NaN" : "infinite");
+                rc = SOTTO_ENONFINITE;
+                break;
+            }
+    }
     if (rc != 0) {
+        sotto_stream_get_stats(e->s, &st);
         sotto__log(SOTTO_LOG_WARN, e->id, "chunk %u: %s", seq, err);
-        if (send_error(w, e->id, rc, e->time_offset + st.audio_seconds, err) != 0)
-            return -1;
-    } else if (n > 0) {
+        return send_error(w, e->id, rc, e->time_offset + st.audio_seconds +
+                          (double)(e->pend_n / width) / e->rate, err);
+    }
+    if (n == 0)
+        return 0;
+    if (e->pend_n + n * width > e->pend_cap) {
+        size_t cap = e->pend_cap ? e->pend_cap : 64 * 1024;
+        unsigned char *nb;
+        while (cap < e->pend_n + n * width)
+            cap *= 2;
+        if ((nb = realloc(e->pend, cap)) == NULL) {
+            sotto__log(SOTTO_LOG_ERROR, e->id, "chunk %u: out of memory", seq);
+            return send_error(w, e->id, SOTTO_ENOMEM, e->time_offset, "out of memory");
+        }
+        e->pend = nb;
+        e->pend_cap = cap;
+    }
+    memcpy(e->pend + e->pend_n, w->conv, n * width);
+    e->pend_n += n * width;
+    return 0;
+}
+
+/*
+ * Feeds a stream all its pending audio, in slices of at most
+ * SOTTO__WORKER_FEED_SLICE_S seconds (each its own library call, so the
+ * watchdog's inference limit applies to one slice), sends the events, and
+ * acknowledges the last chunk received.
+ *
+ * The worker gathers chunks while it is busy and feeds them here together,
+ * so a busy worker runs fewer, longer-spaced passes per stream instead of
+ * one pass per min_chunk of audio that it could never catch up with: the
+ * pass rate adapts to the load, and latency grows gently instead of the
+ * backlog growing without bound.
+ */
+static int feed_pending(worker *w, wstream *e)
+{
+    const size_t width = pend_width(e);
+    const size_t slice = (size_t)(SOTTO__WORKER_FEED_SLICE_S * e->rate) * width;
+    sotto_stream_stats st;
+    double compute = 0;
+    int ran = 0;
+    cJSON *o;
+
+    for (size_t off = 0; off < e->pend_n;) {
+        size_t k = e->pend_n - off < slice ? e->pend_n - off : slice;
+        double t0 = sotto__now();
+        int rc, passes;
+
+        sotto_stream_get_stats(e->s, &st);
         passes = st.n_passes;
-        t0 = sotto__now();
         infer_begin(w, e->id);
         if (e->format == SOTTO__WORKER_S16)
-            rc = sotto_stream_feed_s16(e->s, (const int16_t *)(void *)w->conv,
-                                       (ptrdiff_t)n, 0);
+            rc = sotto_stream_feed_s16(e->s, (const int16_t *)(void *)(e->pend + off),
+                                       (ptrdiff_t)(k / width), 0);
         else
-            rc = sotto_stream_feed(e->s, (const float *)(void *)w->conv,
-                                   (ptrdiff_t)n, 0);
+            rc = sotto_stream_feed(e->s, (const float *)(void *)(e->pend + off),
+                                   (ptrdiff_t)(k / width), 0);
         sotto_stream_get_stats(e->s, &st);
-        ran = st.n_passes > passes;
+        if (st.n_passes > passes) {
+            ran = 1;
 #ifdef SOTTO_FAULT_INJECTION
-        if (ran)
             fault_strike(w);
 #endif
+        }
         infer_end(w);
-        compute = sotto__now() - t0;
+        compute += sotto__now() - t0;
+        off += k;
         if (rc != 0) {
             const char *msg = sotto_stream_error(e->s);
 
-            sotto__log(SOTTO_LOG_WARN, e->id, "chunk %u refused: %s", seq, msg);
+            sotto__log(SOTTO_LOG_WARN, e->id, "audio refused: %s", msg);
             if (send_error(w, e->id, rc, e->time_offset + st.audio_seconds,
                            msg[0] != 0 ? msg : sotto_strerror(rc)) != 0)
                 return -1;
+            off = e->pend_n;            /* the stream takes no more */
         }
+        if (drain_events(w, e) != 0)
+            return -1;
     }
-ack:
+    e->pend_n = 0;
+    if (!e->ack_due)
+        return drain_events(w, e);
+    e->ack_due = 0;
     if (drain_events(w, e) != 0)
         return -1;
     sotto_stream_get_stats(e->s, &st);
@@ -961,12 +1052,12 @@ ack:
     if (o != NULL) {
         cJSON_AddNumberToObject(o, "audio_time", e->time_offset + st.audio_seconds);
         cJSON_AddNumberToObject(o, "retained_from", st.retained_from);
-        /* The wall time of a feed that ran a pass, for the gateway's
+        /* The wall time of feeds that ran a pass, for the gateway's
          * inference-time histogram. */
         if (ran)
             cJSON_AddNumberToObject(o, "compute", compute);
     }
-    return send_json(w, SOTTO__IPC_ACK, e->id, seq, o);
+    return send_json(w, SOTTO__IPC_ACK, e->id, e->ack_seq, o);
 }
 
 static int on_finish(worker *w, wstream *e)
@@ -976,6 +1067,9 @@ static int on_finish(worker *w, wstream *e)
     cJSON *o;
     int rc;
 
+    /* Everything received before FINISH is fed first. */
+    if (feed_pending(w, e) != 0)
+        return -1;
     infer_begin(w, id);
     rc = sotto_stream_finish(e->s);
     infer_end(w);
@@ -1153,14 +1247,33 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
     }
     beat_started = 1;
 
-    for (;;) {
+    /*
+     * The loop: block until the gateway sends something, then take every
+     * message already waiting (without blocking), and only then feed the
+     * streams their gathered audio, each in turn.  While a feed runs, the
+     * next chunks of every stream queue up in the channel, so a loaded
+     * worker feeds bigger pieces less often (see feed_pending()).
+     */
+    for (int block = 1;;) {
         sotto__ipc_hdr h;
         const unsigned char *p;
-        ssize_t n = read(chan, rbuf, WORKER_READ_CHUNK);
+        ssize_t n = recv(chan, rbuf, WORKER_READ_CHUNK, block ? 0 : MSG_DONTWAIT);
         int k;
 
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* Nothing more waiting: feed. */
+            for (int i = 0; i < w->n_streams; i++) {
+                wstream *e = w->streams[i];
+                if ((e->ack_due || e->pend_n > 0) && feed_pending(w, e) != 0) {
+                    rc = w->exit_rc;
+                    goto fail;
+                }
+            }
+            block = 1;
+            continue;
+        }
         if (n == 0 || (n < 0 && errno == ECONNRESET)) {
             sotto__log(SOTTO_LOG_INFO, 0, "the gateway closed the channel");
             rc = 0;
@@ -1170,6 +1283,7 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
             sotto__log(SOTTO_LOG_ERROR, 0, "reading the channel: %s", strerror(errno));
             goto fail;
         }
+        block = 0;
         if (sotto__ipc_reader_push(&rd, rbuf, (size_t)n) != 0) {
             sotto__log(SOTTO_LOG_ERROR, 0, "reading the channel: %s", strerror(errno));
             goto fail;

@@ -39,6 +39,9 @@ instead of the long LJ Speech file (229 s); h always uses the joined files):
      that crash on every stream: the crash-loop breaker (skipped otherwise)
   j  SIGTERM drains: finals, close 1001, exit 0, ports reusable at once
   k  the supervisor SIGKILLed: every child dies with it
+  l  WebSocket, opus: 20 ms packets encoded with libopus (ctypes) are
+     decoded in the worker; malformed packets get an error event each and
+     the stream goes on to the same transcript
 
 Every line of output is "ok NAME" or "FAIL NAME: why" (with the tail of the
 server's stderr after a failure), then a summary.  Exit status: 0 all checks
@@ -47,6 +50,7 @@ passed, 1 a check failed, 2 usage/setup error.
 import argparse
 import csv
 import ctypes
+import ctypes.util
 import difflib
 import json
 import os
@@ -1432,12 +1436,84 @@ def test_k_supervisor_sigkill():
         srv.stop(check_clean=False)
 
 
+def opus_packets(pcm, rate=RATE, bitrate=24000):
+    """Encodes s16le mono pcm into 20 ms Opus packets with the system's
+    libopus (through ctypes; libopus0 comes with libopus-dev)."""
+    name = ctypes.util.find_library("opus")
+    if name is None:
+        return None
+    lib = ctypes.CDLL(name)
+    lib.opus_encoder_create.restype = ctypes.c_void_p
+    lib.opus_encoder_create.argtypes = [ctypes.c_int, ctypes.c_int,
+                                        ctypes.c_int,
+                                        ctypes.POINTER(ctypes.c_int)]
+    lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                ctypes.c_char_p, ctypes.c_int32]
+    lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
+    err = ctypes.c_int()
+    enc = lib.opus_encoder_create(rate, 1, 2048, ctypes.byref(err))  # VOIP
+    if not enc or err.value != 0:
+        return None
+    # OPUS_SET_BITRATE_REQUEST (variadic opus_int32)
+    lib.opus_encoder_ctl(ctypes.c_void_p(enc), 4002, ctypes.c_int32(bitrate))
+    frame = rate // 50
+    out = ctypes.create_string_buffer(4000)
+    packets = []
+    for off in range(0, len(pcm), 2 * frame):
+        chunk = pcm[off:off + 2 * frame].ljust(2 * frame, b"\0")
+        n = lib.opus_encode(enc, chunk, frame, out, len(out))
+        if n < 0:
+            lib.opus_encoder_destroy(enc)
+            return None
+        packets.append(out.raw[:n])
+    lib.opus_encoder_destroy(enc)
+    return packets
+
+
+def test_l_ws_opus():
+    """Opus packets over WebSocket, two of them malformed."""
+    pcm, dur, ref = audio(JFK)
+    packets = opus_packets(pcm)
+    if packets is None:
+        check("l opus: libopus encodes the test audio", False,
+              "libopus (libopus0) not found or failed")
+        return
+    # A TOC byte announcing code 3 with zero frames, and one announcing two
+    # equal frames in an odd number of bytes: both illegal.
+    bad = [b"\x03\x00", b"\x01\x00"]
+    at = len(packets) // 3
+    srv = Server(name="l")
+    try:
+        run = WSRun(srv.http)
+        run.send(json.dumps({"format": "opus"}))
+        for i, p in enumerate(packets):
+            if i == at:
+                for b in bad:
+                    run.send(b)
+            if not run.send(p):
+                break
+        run.send(json.dumps({"type": "finish"}))
+        run.timed_out = not run.wait(120)
+        kb = sum(len(p) for p in packets) / 1024
+        note(f"l opus: {len(packets)} packets, {kb:.1f} KiB for {dur:.1f} s "
+             f"({kb * 8 * 1.024 / dur:.1f} kbit/s)")
+        errs = run.of("error")
+        check("l opus: each malformed packet gets an error event naming opus",
+              len(errs) == len(bad) and
+              all("opus" in str(e.get("message", "")).lower() for e in errs),
+              f"errors: {errs}")
+        check_ws_run("l ws jfk opus", run, ref, allow_errors=True)
+    finally:
+        srv.stop()
+
+
 TESTS = [
     ("a", test_a_tcp_jfk), ("b", test_b_ws_jfk), ("c", test_c_ws_f32_48k),
     ("d", test_d_abrupt_tcp), ("e", test_e_ws_garbage),
     ("f", test_f_overload), ("g", test_g_worker_sigkill),
     ("h", test_h_worker_sigstop), ("i", test_i_crash_loop),
     ("j", test_j_drain), ("k", test_k_supervisor_sigkill),
+    ("l", test_l_ws_opus),
 ]
 
 
