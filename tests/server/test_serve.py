@@ -42,6 +42,9 @@ instead of the long LJ Speech file (229 s); h always uses the joined files):
   l  WebSocket, opus: 20 ms packets encoded with libopus (ctypes) are
      decoded in the worker; malformed packets get an error event each and
      the stream goes on to the same transcript
+  m  --idle-timeout 2: a WebSocket client and a TCP client that go quiet
+     mid-stream get their words flushed, then the close (1008 "idle
+     timeout" on WebSocket, EOF after the last line on TCP)
 
 Every line of output is "ok NAME" or "FAIL NAME: why" (with the tail of the
 server's stderr after a failure), then a summary.  Exit status: 0 all checks
@@ -1507,13 +1510,68 @@ def test_l_ws_opus():
         srv.stop()
 
 
+def test_m_idle_timeout():
+    """Clients that stop sending (without closing) are flushed and ended
+    after --idle-timeout."""
+    pcm, dur, ref = audio(JFK)
+    part = pcm[:2 * RATE * 7]          # "... ask not what your country can"
+    srv = Server(["--idle-timeout", "2"], name="m")
+    try:
+        run = WSRun(srv.http)
+        run.send(json.dumps({"format": "pcm_s16le"}))
+        for off in range(0, len(part), 3200):
+            run.send(part[off:off + 3200])
+        t_quiet = time.monotonic()
+        closed = run.closed.wait(30)
+        took = time.monotonic() - t_quiet
+        check("m ws: the quiet stream is closed with 1008 'idle timeout'",
+              closed and run.close_code == 1008 and
+              "idle" in (run.close_reason or ""),
+              f"closed {closed}, code {run.close_code} "
+              f"{run.close_reason!r} after {took:.1f} s")
+        words = textnorm.words(run.final_text())
+        # (The model may add a word the cut audio suggests: "can do".)
+        check("m ws: the words sent before going quiet were flushed first "
+              "(... 'your country' among the last words)",
+              "country" in words[-3:] and "fellow" in words,
+              f"text {run.final_text()!r}")
+        # TCP: the same, then EOF after the last line.
+        s = socket.create_connection(("127.0.0.1", srv.tcp), timeout=30)
+        s.sendall(part)
+        buf = bytearray()
+        t_quiet = time.monotonic()
+        eof = False
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    eof = True
+                    break
+                buf.extend(d)
+        except OSError:
+            pass
+        s.close()
+        lines = [ln for ln in buf.decode("utf-8", "replace").split("\n") if ln]
+        hyp = " ".join(LINE_RE.match(ln).group(3) for ln in lines
+                       if LINE_RE.match(ln))
+        check("m tcp: the quiet connection gets its lines, then EOF",
+              eof and "country" in textnorm.words(hyp)[-3:] and
+              "fellow" in textnorm.words(hyp),
+              f"eof {eof} after {time.monotonic() - t_quiet:.1f} s, "
+              f"lines {lines}")
+        st, _, body = http_get(srv.http, "/ready")
+        check("m: /ready is 200 afterwards", st == 200, f"{st} {body}")
+    finally:
+        srv.stop()
+
+
 TESTS = [
     ("a", test_a_tcp_jfk), ("b", test_b_ws_jfk), ("c", test_c_ws_f32_48k),
     ("d", test_d_abrupt_tcp), ("e", test_e_ws_garbage),
     ("f", test_f_overload), ("g", test_g_worker_sigkill),
     ("h", test_h_worker_sigstop), ("i", test_i_crash_loop),
     ("j", test_j_drain), ("k", test_k_supervisor_sigkill),
-    ("l", test_l_ws_opus),
+    ("l", test_l_ws_opus), ("m", test_m_idle_timeout),
 ]
 
 
