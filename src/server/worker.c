@@ -688,7 +688,7 @@ static void infer_end(worker *w)
  * -DSOTTO_FAULT_INJECTION; release builds have none of it).  The
  * environment variable SOTTO_FAULT selects it:
  *   crash-after:N   the N-th feed that runs a pass raises SIGSEGV, by a
- *                   write through a NULL pointer (a real fault, so the
+ *                   write to read-only memory (a real fault, so the
  *                   crash handler and the supervisor see what a real bug
  *                   would give);
  *   hang-after:N    the N-th feed that runs a pass never returns (it
@@ -727,12 +727,17 @@ static void fault_init(worker *w)
                getenv("SOTTO_FAULT"));
 }
 
+/* A read-only object (.rodata): writing to it is a real memory fault
+ * that UBSan's null-pointer check, which exits before the fault would
+ * happen in a sanitized build, does not intercept. */
+static const int fault_target = 0;
+
 static void fault_strike(worker *w)
 {
     if (w->fault == FAULT_NONE || ++w->infer_feeds != w->fault_after)
         return;
     if (w->fault == FAULT_CRASH) {
-        volatile int *volatile p = NULL;
+        volatile int *volatile p = (volatile int *)(uintptr_t)&fault_target;
 
         sotto__log(SOTTO_LOG_WARN, w->log_stream, "fault injection: crashing");
         *p = 1;
