@@ -699,9 +699,11 @@ static void infer_end(worker *w)
  * runs no pass is not counted.  The fault strikes after the pass, while
  * the stream is still marked in inference, which to the gateway, the
  * heartbeat and the crash record is inside the feed.  Every worker of the
- * server (respawned ones too) reads the same variable.
+ * server (respawned ones too) reads the same variable; a suffix "@K"
+ * (hang-after:8@0) limits the fault to the workers of slot K, so that a
+ * stream recovered on another worker can finish.
  */
-static void fault_init(worker *w)
+static void fault_init(worker *w, int slot)
 {
     const char *f = getenv("SOTTO_FAULT");
     char *end;
@@ -716,9 +718,20 @@ static void fault_init(worker *w)
         w->fault = FAULT_HANG, f += 11;
     errno = 0;
     n = w->fault != FAULT_NONE ? strtol(f, &end, 10) : 0;
+    if (w->fault != FAULT_NONE && errno == 0 && end != f && *end == '@') {
+        const char *k = end + 1;
+        long only = strtol(k, &end, 10);
+        if (end == k || only < 0)
+            n = 0;                          /* not understood */
+        else if (only != slot) {
+            w->fault = FAULT_NONE;          /* another slot's fault */
+            return;
+        }
+    }
     if (w->fault == FAULT_NONE || errno != 0 || end == f || *end != 0 || n < 1) {
         sotto__log(SOTTO_LOG_WARN, 0, "SOTTO_FAULT=%s not understood "
-                   "(crash-after:N or hang-after:N); ignored", getenv("SOTTO_FAULT"));
+                   "(crash-after:N or hang-after:N, optionally @SLOT); ignored",
+                   getenv("SOTTO_FAULT"));
         w->fault = FAULT_NONE;
         return;
     }
@@ -1216,7 +1229,7 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
     }
     lock_init = 1;
 #ifdef SOTTO_FAULT_INJECTION
-    fault_init(w);
+    fault_init(w, slot);
 #endif
 
     mp = sotto_model_default_params();

@@ -33,7 +33,9 @@ instead of the long LJ Speech file (229 s); h always uses the joined files):
      peer, a config refused for one field
   f  overload: --max-streams 2 refuses the third stream (1013, TCP close)
   g  a worker SIGKILLed mid-stream: warning, same transcript, metrics
-  h  a worker SIGSTOPped mid-stream: the watchdog kills it, same transcript
+  h  a worker SIGSTOPped mid-stream: the watchdog kills it, same transcript;
+     and, with fault injection, a worker that hangs inside an inference while
+     its heartbeat goes on: killed after --inference-timeout, same transcript
   i  a model that does not load: fatal, no respawn, /ready 503; and, with
      a build that has fault injection (-DSOTTO_FAULT_INJECTION), workers
      that crash on every stream: the crash-loop breaker (skipped otherwise)
@@ -1234,6 +1236,48 @@ def test_h_worker_sigstop():
         srv.stop()
 
 
+def test_h2_hang_in_inference():
+    """Variant: a worker that hangs inside an inference (its heartbeat
+    thread goes on beating, reporting the stream in inference), by the
+    fault injection of test builds (SOTTO_FAULT=hang-after:3@0: worker0
+    hangs in its 3rd feed that runs a pass; worker1 never does).  The
+    stream is placed on worker0 (both are idle; the lower slot wins), which
+    hangs about 3 s into jfk.wav at real time; the stream resumes on worker1
+    from its last commit.  Skipped when the binary was built without fault
+    injection."""
+    srv = Server(["--inference-timeout", "3"],
+                 env={"SOTTO_FAULT": "hang-after:3@0"}, name="h2")
+    try:
+        if not any("fault injection" in ln for ln in srv.log()):
+            note("h2 skipped: this build has no fault injection "
+                 "(-DSOTTO_FAULT_INJECTION)")
+            return
+        # Both workers ready, so that the stream goes to worker0.
+        deadline, n_ready = time.monotonic() + 20, 0
+        while time.monotonic() < deadline and n_ready < 2:
+            st, _, body = http_get(srv.http, "/ready")
+            try:
+                n_ready = json.loads(body).get("workers_ready", 0)
+            except ValueError:
+                n_ready = 0
+            time.sleep(0.1)
+        check("h2 hang: both workers are ready", n_ready >= 2, f"{n_ready}")
+        pcm, dur, ref = audio(JFK)
+        run = ws_stream(srv.http, pcm, {"format": "pcm_s16le"},
+                        bytes_per_s=2 * RATE, speed=1.0, timeout=60)
+        check_ws_run("h2 hang in inference", run, ref)
+        check("h2 hang: a 'warning' event with code worker_restart",
+              any(e.get("code") == "worker_restart"
+                  for e in run.of("warning")), f"{run.of('warning')}")
+        k = metric(srv, "sotto_watchdog_kills_total")
+        check(f"h2 hang: sotto_watchdog_kills_total = {k:.0f} >= 1", k >= 1)
+        check("h2 hang: the log says the worker was stuck in one inference",
+              any("stuck in one inference" in ln for ln in srv.log()),
+              "no such line")
+    finally:
+        srv.stop()
+
+
 def bad_model_dir():
     d = tempfile.mkdtemp(prefix="sotto-bad-model-")
     for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
@@ -1569,7 +1613,8 @@ TESTS = [
     ("a", test_a_tcp_jfk), ("b", test_b_ws_jfk), ("c", test_c_ws_f32_48k),
     ("d", test_d_abrupt_tcp), ("e", test_e_ws_garbage),
     ("f", test_f_overload), ("g", test_g_worker_sigkill),
-    ("h", test_h_worker_sigstop), ("i", test_i_crash_loop),
+    ("h", test_h_worker_sigstop), ("h2", test_h2_hang_in_inference),
+    ("i", test_i_crash_loop),
     ("j", test_j_drain), ("k", test_k_supervisor_sigkill),
     ("l", test_l_ws_opus), ("m", test_m_idle_timeout),
 ]
