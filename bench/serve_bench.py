@@ -966,11 +966,7 @@ def main():
         "warmup": warmup,
         "levels": results,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as fp:
-        json.dump(doc, fp, indent=1, ensure_ascii=False)
-        fp.write("\n")
-    print(f"wrote {out_path}")
+    sb.write_results(out_path, doc)
     if failures:
         print(f"serve_bench: failures: {'; '.join(failures)}", file=sys.stderr)
         return 130 if interrupted else 1

@@ -456,6 +456,15 @@ def fmt(key, v):
     return s
 
 
+def write_results(out_path, doc):
+    """Writes a bench's JSON document (creating its directory) and says so."""
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "w", encoding="utf-8") as fp:
+        json.dump(doc, fp, indent=1, ensure_ascii=False)
+        fp.write("\n")
+    print(f"wrote {out_path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description="Streaming benchmark: sotto vs faster-whisper")
     ap.add_argument("--sotto", default=os.path.join("build", "sotto"))
@@ -624,11 +633,7 @@ def main():
         "offline": offline,
         "runs": runs,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as fp:
-        json.dump(doc, fp, indent=1, ensure_ascii=False)
-        fp.write("\n")
-    print(f"wrote {out_path}")
+    write_results(out_path, doc)
     if failures:
         print(f"stream_bench: failures: {'; '.join(failures)}", file=sys.stderr)
         return 1

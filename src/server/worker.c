@@ -1059,12 +1059,13 @@ static int feed_pending(worker *w, wstream *e)
         if (drain_events(w, e) != 0)
             return -1;
     }
+    /* Every slice drained its events; what is left is the acknowledgement,
+     * due only when a chunk came since the last one (on_finish() calls
+     * this whether or not one did). */
     e->pend_n = 0;
     if (!e->ack_due)
-        return drain_events(w, e);
+        return 0;
     e->ack_due = 0;
-    if (drain_events(w, e) != 0)
-        return -1;
     sotto_stream_get_stats(e->s, &st);
     o = cJSON_CreateObject();
     if (o != NULL) {
@@ -1284,7 +1285,7 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
             /* Nothing more waiting: feed. */
             for (int i = 0; i < w->n_streams; i++) {
                 wstream *e = w->streams[i];
-                if ((e->ack_due || e->pend_n > 0) && feed_pending(w, e) != 0) {
+                if (e->ack_due && feed_pending(w, e) != 0) {
                     rc = w->exit_rc;
                     goto fail;
                 }
