@@ -1155,8 +1155,15 @@ static int on_message(worker *w, const sotto__ipc_hdr *h, const unsigned char *p
                    "ignored", sotto__ipc_type_name(h->type));
         return 0;
     }
-    if (h->type == SOTTO__IPC_AUDIO)
-        return on_audio(w, e, h->seq, p, h->len);
+    if (h->type == SOTTO__IPC_AUDIO) {
+        if (on_audio(w, e, h->seq, p, h->len) != 0)
+            return -1;
+        /* A stream alone on its worker waits for no one: it is fed chunk
+         * by chunk, so its passes fall on the same audio positions however
+         * the chunks were timed (a replay after a worker death transcribes
+         * as the first run did).  Gathering starts when streams compete. */
+        return w->n_streams == 1 ? feed_pending(w, e) : 0;
+    }
     if (h->type == SOTTO__IPC_FINISH)
         return on_finish(w, e);
     return on_drop(w, e);
