@@ -12,7 +12,7 @@ comma   := ,
 SANITIZE ?=
 BUILD   ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
 
-PKGS    := libcjson sndfile soxr fftw3f libpcre2-8 zlib
+PKGS    := libcjson sndfile soxr fftw3f libpcre2-8 zlib opusfile
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 # OpenBLAS's OpenMP build, so that its threads and the engine's own OpenMP

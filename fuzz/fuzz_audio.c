@@ -2,12 +2,15 @@
  * fuzz_audio.c - libFuzzer target for the audio input.
  *
  * Feeds each input to sotto_audio_decode_memory() (so through libsndfile,
- * the downmix and the libsoxr resampler) and checks the contract: success
+ * or libopusfile for Ogg/Opus, the downmix and the libsoxr resampler) and
+ * checks the contract: success
  * gives a non-empty buffer of finite samples, failure gives a negative
  * code, no buffer and a message.  The same bytes are then read as raw
  * s16le with a rate and channel count taken from the first two bytes, to
  * cover sotto_audio_from_s16le.  Seeds: fuzz/seeds/audio (tiny WAV, FLAC,
- * Ogg Vorbis, AIFF and AU files in several formats, rates and layouts).
+ * Ogg Vorbis, AIFF and AU files in several formats, rates and layouts, and
+ * Ogg/Opus: mono at 8 and 16 kHz, stereo at 48 kHz, a chained stream whose
+ * links differ in channel count, and a stream cut inside its audio page).
  */
 #include <math.h>
 #include <stddef.h>
@@ -24,11 +27,21 @@
  * vorbis_synthesis_headerin() allocated (about 6 KB per such input).
  * Every leak sotto itself could cause (a missing sf_close, a buffer of
  * ours) has a different allocation stack and is still reported.
+ *
+ * Known leak in libopusfile 0.12 itself: when a chained stream's later
+ * link has valid headers but then fails op_find_initial_pcm_offset() (e.g.
+ * OP_EBADTIMESTAMP), op_bisect_forward_serialno() returns before it counts
+ * that link, so op_open_*() fails without freeing the link's OpusTags.
+ * Debian's libopusfile has no symbols and no frame pointers, so the stack
+ * holds nothing but the library: the whole library is suppressed here.  A
+ * missing op_free() of ours would hide behind this too; the sanitized
+ * tests/audio run (no suppressions) covers every op_free() path instead.
  */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
-    return "leak:vorbis_info_init\n";
+    return "leak:vorbis_info_init\n"
+           "leak:libopusfile.so\n";
 }
 
 static void check(int rc, float *pcm, size_t n, const char *err)

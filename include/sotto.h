@@ -392,11 +392,17 @@ void sotto_stream_destroy(sotto_stream *s);
 
 /*
  * Decodes an audio file (WAV, FLAC, Ogg Vorbis and anything else
- * libsndfile reads, at any rate, channel count or sample format) to
- * 16 kHz mono float.  On success *pcm is allocated (free it with
- * sotto_pcm_free) and holds *n samples.  Errors: SOTTO_EIO (cannot open),
- * SOTTO_EAUDIO (not audio or a truncated header), SOTTO_EEMPTY,
- * SOTTO_ENONFINITE, SOTTO_ETOOLONG.
+ * libsndfile reads, at any rate, channel count or sample format, and
+ * Ogg/Opus through libopusfile) to 16 kHz mono float.  Ogg/Opus is
+ * recognised by its first page (an OpusHead packet) in a regular file or
+ * in memory; a FIFO or device path goes to libsndfile unsniffed.  On
+ * success *pcm is allocated (free it with sotto_pcm_free) and holds *n
+ * samples.  Errors: SOTTO_EIO (cannot open or read), SOTTO_EAUDIO (not
+ * audio, a truncated header, or a damaged stream: for Ogg/Opus a missing
+ * page or a page failing its checksum, an invalid packet, with the
+ * libopusfile code such as OP_HOLE in the message), SOTTO_EUNSUPPORTED
+ * (a rate, channel count or Opus header version beyond what is handled),
+ * SOTTO_EEMPTY, SOTTO_ENONFINITE, SOTTO_ETOOLONG.
  */
 int sotto_audio_decode_file(const char *path, float **pcm, size_t *n,
                             char *err, size_t errcap);

@@ -32,7 +32,7 @@ fi
 PKGS="build-essential pkg-config python3 python3-pip
       libopenblas-openmp-dev libfftw3-dev libsndfile1-dev libsoxr-dev
       libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev
-      libwebsockets-dev libinih-dev libopus-dev"
+      libwebsockets-dev libinih-dev libopus-dev libopusfile-dev"
 TEST_PKGS="clang libclang-rt-dev"
 
 missing=

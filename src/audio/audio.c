@@ -1,7 +1,8 @@
 /*
  * audio.c - audio input: decodes files and in-memory files with
- * libsndfile, converts raw s16le, and turns everything into 16 kHz mono
- * float PCM (the public sotto_audio_* functions of include/sotto.h).
+ * libsndfile or, for Ogg/Opus, libopusfile, converts raw s16le, and turns
+ * everything into 16 kHz mono float PCM (the public sotto_audio_*
+ * functions of include/sotto.h).
  *
  * Contract: every entry point returns 0 and a malloc'd buffer of *n > 0
  * samples at SOTTO_SAMPLE_RATE, or a negative SOTTO_E* code, *pcm == NULL,
@@ -17,18 +18,38 @@
  * are (no clamping).  Every function frees everything it allocated on
  * every path; nothing here keeps state between calls.
  *
- * Codes: SOTTO_EIO (cannot open, or a directory); SOTTO_EAUDIO (format
- * not recognised, malformed header, rate or channel count <= 0, a decode
- * error part-way, e.g. a FLAC cut short, or a trailing partial s16le
- * frame); SOTTO_EUNSUPPORTED (rate outside AUDIO_MIN_RATE..AUDIO_MAX_RATE,
- * more than AUDIO_MAX_CHANNELS); SOTTO_EEMPTY (0 bytes or no frames);
+ * Format choice: input whose first Ogg page carries an OpusHead packet
+ * (see is_ogg_opus) goes to libopusfile, everything else (Ogg Vorbis
+ * included) to libsndfile.  A file is sniffed with pread, so only regular
+ * files can be Opus: a FIFO or device named as a path is not sniffed (that
+ * would consume its first bytes) and goes to libsndfile, which refuses
+ * Opus; read such input into memory instead, as the CLI does for "-".
+ * libopusfile decodes at 48 kHz; besides the 16 kHz output it holds the
+ * headers of every link of a chained stream, which are bounded by the
+ * input's size.  A stream cut short inside its last page decodes up to the
+ * last complete page (libopusfile ends there cleanly, as players do);
+ * anything missing or damaged before that is an error: a page lost or
+ * failing its CRC (OP_HOLE), an undecodable packet, and a packet with an
+ * illegal TOC byte, which libopusfile drops silently and we notice because
+ * the decoded length then falls behind the stream's granule positions.
+ *
+ * Codes: SOTTO_EIO (cannot open or read, or a directory); SOTTO_EAUDIO
+ * (format not recognised, malformed header, rate or channel count <= 0, a
+ * decode error part-way, e.g. a FLAC cut short or an Ogg/Opus page
+ * missing, or a trailing partial s16le frame); SOTTO_EUNSUPPORTED (rate
+ * outside AUDIO_MIN_RATE..AUDIO_MAX_RATE, more than AUDIO_MAX_CHANNELS,
+ * an Opus header version or channel mapping libopusfile does not
+ * implement); SOTTO_EEMPTY (0 bytes or no frames);
  * SOTTO_ENONFINITE; SOTTO_ETOOLONG; SOTTO_EINVAL (NULL pointers, s16le
  * rate or channels <= 0); SOTTO_ENOMEM.
  *
  * Known libsndfile 1.2.0 behaviour we cannot reach from here: a malformed
  * MPEG stream makes its libmpg123 handle (created without MPG123_QUIET)
  * print warnings to stderr, and an Ogg stream whose Vorbis headers are
- * broken leaks about 6 KB inside sf_open_virtual/sf_open_fd.
+ * broken leaks about 6 KB inside sf_open_virtual/sf_open_fd.  Likewise
+ * in libopusfile 0.12: a chained Ogg/Opus stream whose later link has
+ * valid headers but invalid granule positions leaks that link's OpusTags
+ * (its size, usually some hundred bytes) inside op_open_*.
  *
  * Thread safety: the functions may run on several threads at once, with
  * one caveat from libsndfile: when sf_open_* fails, the reason is kept in
@@ -44,6 +65,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <opusfile.h>
 #include <sndfile.h>
 #include <soxr.h>
 
@@ -71,6 +93,14 @@
 
 /* Longest libsndfile error text copied into a message. */
 #define AUDIO_SF_MSG_MAX 200
+
+/* The rate libopusfile always decodes Opus at, in Hz. */
+#define AUDIO_OPUS_RATE 48000
+
+/* Bytes read to sniff Ogg/Opus: an Ogg page header (27 bytes), the
+ * longest segment table (255 lacing values) and the 8-byte "OpusHead"
+ * magic that starts the first packet. */
+#define AUDIO_OGG_SNIFF_BYTES (27 + 255 + 8)
 
 /* ------------------------------------------------------------------------
  * The sink: 16 kHz mono output, with an optional streaming resampler.
@@ -452,6 +482,273 @@ static sf_count_t mem_tell(void *user)
     return ((const memfile *)user)->pos;
 }
 
+/* ------------------------------------------------------------------------
+ * Ogg/Opus decoding (libopusfile)
+ * ------------------------------------------------------------------------ */
+
+/* Says whether the `len` bytes at `p`, the start of an input, open with an
+ * Ogg page whose first packet starts with the "OpusHead" magic.  Only the
+ * first page is looked at: an Ogg file that starts with another stream
+ * (Vorbis, Skeleton) stays with libsndfile.  Reads at most
+ * AUDIO_OGG_SNIFF_BYTES. */
+static int is_ogg_opus(const unsigned char *p, size_t len)
+{
+    size_t nseg;
+
+    if (len < 27 || memcmp(p, "OggS", 4) != 0)
+        return 0;
+    nseg = p[26];
+    if (nseg == 0 || len < 27 + nseg + 8)
+        return 0;
+    /* The first lacing value is the first packet's length when it is below
+     * 255, so a value under 8 means a packet too short for the magic. */
+    if (p[27] < 8)
+        return 0;
+    return memcmp(p + 27 + nseg, "OpusHead", 8) == 0;
+}
+
+/* libopusfile's error codes, with their names and what they mean in a
+ * message ("<what> at 3.20 s (OP_HOLE)"). */
+static const struct opus_code {
+    int code;
+    const char *name, *meaning;
+} opus_codes[] = {
+    {OP_FALSE, "OP_FALSE", "the stream ended before its headers"},
+    {OP_EOF, "OP_EOF", "unexpected end of the stream"},
+    {OP_HOLE, "OP_HOLE", "corrupt or truncated stream (a page is missing "
+     "or fails its checksum)"},
+    {OP_EREAD, "OP_EREAD", "read error"},
+    {OP_EFAULT, "OP_EFAULT", "out of memory or internal libopusfile error"},
+    {OP_EIMPL, "OP_EIMPL", "a feature libopusfile does not implement"},
+    {OP_EINVAL, "OP_EINVAL", "invalid stream state"},
+    {OP_ENOTFORMAT, "OP_ENOTFORMAT", "not an Ogg Opus stream"},
+    {OP_EBADHEADER, "OP_EBADHEADER", "malformed or missing Opus header"},
+    {OP_EVERSION, "OP_EVERSION", "unsupported Opus header version"},
+    {OP_ENOTAUDIO, "OP_ENOTAUDIO", "not audio"},
+    {OP_EBADPACKET, "OP_EBADPACKET", "undecodable Opus packet"},
+    {OP_EBADLINK, "OP_EBADLINK", "corrupt link in a chained stream"},
+    {OP_ENOSEEK, "OP_ENOSEEK", "the stream cannot be seeked"},
+    {OP_EBADTIMESTAMP, "OP_EBADTIMESTAMP", "invalid granule positions, or "
+     "less audio than the header's pre-skip"},
+};
+
+/* Returns the entry for a libopusfile code, or NULL for one it does not
+ * document. */
+static const struct opus_code *opus_code_find(int code)
+{
+    size_t i;
+
+    for (i = 0; i < SOTTO__ARRAY_LEN(opus_codes); i++)
+        if (opus_codes[i].code == code)
+            return &opus_codes[i];
+    return NULL;
+}
+
+/* Maps a libopusfile error code to a SOTTO_E* code: memory and read
+ * failures keep their meaning, headers libopusfile cannot handle are
+ * unsupported, and everything else is input we cannot decode. */
+static int opus_to_sotto(int code)
+{
+    switch (code) {
+    case OP_EFAULT: return SOTTO_ENOMEM;
+    case OP_EREAD: return SOTTO_EIO;
+    case OP_EIMPL:
+    case OP_EVERSION: return SOTTO_EUNSUPPORTED;
+    default: return SOTTO_EAUDIO;
+    }
+}
+
+/* Reports a failed op_open_*; `what` names the input. */
+static int opus_open_failed(const char *what, int code, char *err,
+                            size_t errcap)
+{
+    const struct opus_code *c = opus_code_find(code);
+
+    if (c == NULL)
+        return sotto__errf(err, errcap, SOTTO_EAUDIO, "%s: ogg/opus: cannot "
+                           "open the stream (libopusfile error %d)", what,
+                           code);
+    return sotto__errf(err, errcap, opus_to_sotto(code), "%s: ogg/opus: "
+                       "cannot open the stream: %s (%s)", what, c->meaning,
+                       c->name);
+}
+
+/* Reports a failed op_read_float after `frames` frames at 48 kHz. */
+static int opus_read_failed(const char *what, int code, int64_t frames,
+                            char *err, size_t errcap)
+{
+    const struct opus_code *c = opus_code_find(code);
+    double at = (double)frames / AUDIO_OPUS_RATE;
+
+    if (c == NULL)
+        return sotto__errf(err, errcap, SOTTO_EAUDIO, "%s: ogg/opus: "
+                           "decoding failed at %.2f s (libopusfile error %d)",
+                           what, at, code);
+    return sotto__errf(err, errcap, opus_to_sotto(code), "%s: ogg/opus: %s "
+                       "at %.2f s (%s)", what, c->meaning, at, c->name);
+}
+
+/* libopusfile stream callbacks over a file descriptor the caller owns
+ * (the stream is a pointer to it; there is no close callback). */
+static int opus_fd_read(void *stream, unsigned char *ptr, int nbytes)
+{
+    int fd = *(const int *)stream;
+    ssize_t got;
+
+    if (nbytes <= 0)
+        return 0;
+    do
+        got = read(fd, ptr, (size_t)nbytes);
+    while (got < 0 && errno == EINTR);
+    return got < 0 ? -1 : (int)got;
+}
+
+static int opus_fd_seek(void *stream, opus_int64 offset, int whence)
+{
+    int fd = *(const int *)stream;
+
+    if ((opus_int64)(off_t)offset != offset)
+        return -1;
+    return lseek(fd, (off_t)offset, whence) < 0 ? -1 : 0;
+}
+
+static opus_int64 opus_fd_tell(void *stream)
+{
+    return (opus_int64)lseek(*(const int *)stream, 0, SEEK_CUR);
+}
+
+/* Reads an opened, seekable Ogg/Opus stream to the end into 16 kHz mono.
+ * `what` names the input in messages.  Every link of a chained stream is
+ * checked against AUDIO_MAX_CHANNELS and the total length against
+ * SOTTO_MAX_AUDIO_SECONDS before anything is allocated.  After each read
+ * the position the granule positions give (op_pcm_tell) must equal the
+ * frames decoded so far: libopusfile silently drops a packet whose TOC
+ * byte is illegal, and this is how such a packet, or any other jump in
+ * the timestamps, shows up. */
+static int decode_opus(OggOpusFile *of, const char *what, float **pcm,
+                       size_t *n, char *err, size_t errcap)
+{
+    int rc, li, maxch = 1, bufsize;
+    const int nlinks = op_link_count(of);
+    float *chunk = NULL, *mono = NULL;
+    const int64_t limit = max_frames_at(AUDIO_OPUS_RATE);
+    int64_t total = 0;
+    ogg_int64_t want;
+    sink s;
+
+    memset(&s, 0, sizeof s);
+    if (nlinks <= 0) {
+        rc = sotto__errf(err, errcap, SOTTO_EAUDIO, "%s: ogg/opus: the "
+                         "stream holds no Opus link", what);
+        goto fail;
+    }
+    for (li = 0; li < nlinks; li++) {
+        int ch = op_head(of, li)->channel_count;
+
+        if ((rc = check_format(what, AUDIO_OPUS_RATE, ch, err, errcap)) !=
+            SOTTO_OK)
+            goto fail;
+        if (ch > maxch)
+            maxch = ch;
+    }
+    /* The length from the granule positions is believed only to refuse
+     * early, never to size an allocation; negative means unknown. */
+    want = op_pcm_total(of, -1);
+    if (want > limit) {
+        rc = too_long(what, want, 0, AUDIO_OPUS_RATE, err, errcap);
+        goto fail;
+    }
+    /* A read returns at most bufsize / channels frames of one link, so a
+     * link with fewer channels than the widest gets more frames: the mono
+     * buffer holds the most any link of 2 or more channels can return. */
+    bufsize = AUDIO_CHUNK_FRAMES * maxch;
+    chunk = malloc((size_t)bufsize * sizeof(float));
+    if (maxch > 1)
+        mono = malloc((size_t)(bufsize / 2) * sizeof(float));
+    if (chunk == NULL || (maxch > 1 && mono == NULL)) {
+        rc = sotto__errf(err, errcap, SOTTO_ENOMEM,
+                         "%s: out of memory for the read buffer", what);
+        goto fail;
+    }
+    if ((rc = sink_init(&s, AUDIO_OPUS_RATE, err, errcap)) != SOTTO_OK)
+        goto fail;
+
+    for (;;) {
+        int got, ch, i, cnt;
+        ogg_int64_t at;
+
+        li = -1;
+        got = op_read_float(of, chunk, bufsize, &li);
+        if (got == 0)
+            break;
+        if (got < 0) {
+            rc = opus_read_failed(what, got, total, err, errcap);
+            goto fail;
+        }
+        ch = li >= 0 && li < nlinks ? op_head(of, li)->channel_count : 0;
+        if (ch <= 0 || ch > maxch || got > bufsize / ch) {
+            rc = sotto__errf(err, errcap, SOTTO_EINTERNAL, "%s: libopusfile "
+                             "returned %d frames of link %d (%d channels) "
+                             "for a buffer of %d floats", what, got, li, ch,
+                             bufsize);
+            goto fail;
+        }
+        if (got > limit - total) {
+            rc = too_long(what, total + got, 1, AUDIO_OPUS_RATE, err,
+                          errcap);
+            goto fail;
+        }
+        cnt = got * ch;
+        for (i = 0; i < cnt; i++) {
+            if (!isfinite(chunk[i])) {
+                long long frame = (long long)total + i / ch;
+
+                rc = sotto__errf(err, errcap, SOTTO_ENONFINITE,
+                                 "%s: ogg/opus: frame %lld, channel %d "
+                                 "(%.3f s) is %s", what, frame, i % ch,
+                                 (double)frame / AUDIO_OPUS_RATE,
+                                 isnan(chunk[i]) ? "NaN" : "infinite");
+                goto fail;
+            }
+        }
+        if (ch > 1)
+            downmix(chunk, (size_t)got, ch, mono);
+        rc = sink_push(&s, ch > 1 ? mono : chunk, (size_t)got, err, errcap);
+        if (rc != SOTTO_OK)
+            goto fail;
+        total += got;
+        at = op_pcm_tell(of);
+        if (at != total) {
+            rc = sotto__errf(err, errcap, SOTTO_EAUDIO, "%s: ogg/opus: "
+                             "invalid or missing packet near %.2f s (%lld "
+                             "frames decoded, the granule positions say "
+                             "%lld)", what,
+                             (double)(total - got) / AUDIO_OPUS_RATE,
+                             (long long)total, (long long)at);
+            goto fail;
+        }
+    }
+    if (want >= 0 && total != want) {
+        rc = sotto__errf(err, errcap, SOTTO_EAUDIO, "%s: ogg/opus: decoding "
+                         "ended at %.2f s but the granule positions say "
+                         "%.2f s", what, (double)total / AUDIO_OPUS_RATE,
+                         (double)want / AUDIO_OPUS_RATE);
+        goto fail;
+    }
+    if (total == 0) {
+        rc = sotto__errf(err, errcap, SOTTO_EEMPTY, "%s: ogg/opus: the "
+                         "stream holds no audio", what);
+        goto fail;
+    }
+    rc = sink_finish(&s, pcm, n, err, errcap);
+
+fail:
+    sink_free(&s);
+    free(mono);
+    free(chunk);
+    return rc;
+}
+
 static void clear_out(float **pcm, size_t *n)
 {
     if (pcm != NULL)
@@ -463,11 +760,14 @@ static void clear_out(float **pcm, size_t *n)
 int sotto_audio_decode_file(const char *path, float **pcm, size_t *n,
                             char *err, size_t errcap)
 {
-    int rc, fd = -1;
+    int rc, fd = -1, e;
     SNDFILE *sf = NULL;
+    OggOpusFile *of = NULL;
     SF_INFO info;
     struct stat st;
     char msg[AUDIO_SF_MSG_MAX];
+    unsigned char head[AUDIO_OGG_SNIFF_BYTES];
+    ssize_t got;
 
     clear_out(pcm, n);
     if (path == NULL || pcm == NULL || n == NULL) {
@@ -477,8 +777,7 @@ int sotto_audio_decode_file(const char *path, float **pcm, size_t *n,
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
-        int e = errno;
-
+        e = errno;
         rc = sotto__errf(err, errcap, SOTTO_EIO, "cannot open %s: %s", path,
                          strerror_r(e, msg, sizeof msg));
         goto fail;
@@ -492,6 +791,30 @@ int sotto_audio_decode_file(const char *path, float **pcm, size_t *n,
         rc = sotto__errf(err, errcap, SOTTO_EEMPTY,
                          "%s: the file is empty (0 bytes)", path);
         goto fail;
+    }
+    /* Only a regular file can be sniffed without consuming it. */
+    if (S_ISREG(st.st_mode)) {
+        do
+            got = pread(fd, head, sizeof head, 0);
+        while (got < 0 && errno == EINTR);
+        if (got < 0) {
+            e = errno;
+            rc = sotto__errf(err, errcap, SOTTO_EIO, "cannot read %s: %s",
+                             path, strerror_r(e, msg, sizeof msg));
+            goto fail;
+        }
+        if (is_ogg_opus(head, (size_t)got)) {
+            static const OpusFileCallbacks cb = {
+                opus_fd_read, opus_fd_seek, opus_fd_tell, NULL};
+
+            of = op_open_callbacks(&fd, &cb, NULL, 0, &e);
+            if (of == NULL) {
+                rc = opus_open_failed(path, e, err, errcap);
+                goto fail;
+            }
+            rc = decode_opus(of, path, pcm, n, err, errcap);
+            goto fail;
+        }
     }
     memset(&info, 0, sizeof info);
     /* Our descriptor, not the path: libsndfile then cannot guess a raw
@@ -507,6 +830,8 @@ int sotto_audio_decode_file(const char *path, float **pcm, size_t *n,
                         errcap);
 
 fail:
+    if (of != NULL)
+        op_free(of);
     if (sf != NULL)
         sf_close(sf);
     if (fd >= 0)
@@ -517,8 +842,9 @@ fail:
 int sotto_audio_decode_memory(const void *data, size_t len, float **pcm,
                               size_t *n, char *err, size_t errcap)
 {
-    int rc;
+    int rc, e;
     SNDFILE *sf = NULL;
+    OggOpusFile *of = NULL;
     SF_INFO info;
     SF_VIRTUAL_IO vio;
     memfile m;
@@ -541,6 +867,15 @@ int sotto_audio_decode_memory(const void *data, size_t len, float **pcm,
                          "large", what, len);
         goto fail;
     }
+    if (is_ogg_opus(data, len)) {
+        of = op_open_memory(data, len, &e);
+        if (of == NULL) {
+            rc = opus_open_failed(what, e, err, errcap);
+            goto fail;
+        }
+        rc = decode_opus(of, what, pcm, n, err, errcap);
+        goto fail;
+    }
     m.data = data;
     m.len = (sf_count_t)len;
     m.pos = 0;
@@ -561,6 +896,8 @@ int sotto_audio_decode_memory(const void *data, size_t len, float **pcm,
     rc = decode_sndfile(sf, &info, 1, what, pcm, n, err, errcap);
 
 fail:
+    if (of != NULL)
+        op_free(of);
     if (sf != NULL)
         sf_close(sf);
     return rc;

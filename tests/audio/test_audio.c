@@ -6,7 +6,11 @@
  * with libsndfile into a temporary folder and checks that length,
  * frequency and amplitude survive decoding, downmixing and resampling;
  * and checks that every documented failure returns its code, no buffer
- * and a message.  Needs SOTTO_SHARED (default ../shared) for jfk.wav.
+ * and a message.  Ogg/Opus: decodes tests/data/jfk.opus and checks it
+ * against jfk.wav, and damages it (cut pages, bad checksums, an illegal
+ * TOC byte, broken OpusHead fields, a lying granule position) to check
+ * each error.  Needs SOTTO_SHARED (default ../shared) for jfk.wav, and
+ * runs from the repository root for tests/data.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -675,6 +679,383 @@ static void test_errors(void)
     CHECK_INT_EQ(fd_after, fd_before);
 }
 
+/* ------------------------------------------------------------------------
+ * Ogg/Opus
+ * ------------------------------------------------------------------------ */
+
+/* The fixtures, made with opus-tools 0.2 (libopus 1.3.1): jfk.opus is
+ * jfk.wav through `opusenc --bitrate 24 --quiet`: mono, pre-skip 312,
+ * 11.000 s in 11 Ogg pages of 1 s after the OpusHead and OpusTags pages,
+ * then a short EOS page.  sine440-stereo.opus is 0.5 s of a 440 Hz sine at
+ * 48 kHz, left at 0.8 and right at 0.2 of full scale, through
+ * `opusenc --padding 0 --bitrate 24 --quiet`. */
+#define OPUS_FIXTURE "tests/data/jfk.opus"
+#define OPUS_STEREO_FIXTURE "tests/data/sine440-stereo.opus"
+#define MAX_OGG_PAGES 64
+
+/* Finds the Ogg pages of a stream: off[i] and len[i] (header and body) of
+ * each; returns how many, or -1 if the bytes are not a sequence of whole
+ * pages. */
+static int ogg_pages(const unsigned char *b, size_t len, size_t *off,
+                     size_t *plen)
+{
+    size_t pos = 0;
+    int count = 0;
+
+    while (pos < len) {
+        size_t nseg, body = 0, k;
+
+        if (count >= MAX_OGG_PAGES || len - pos < 27 ||
+            memcmp(b + pos, "OggS", 4) != 0)
+            return -1;
+        nseg = b[pos + 26];
+        if (len - pos < 27 + nseg)
+            return -1;
+        for (k = 0; k < nseg; k++)
+            body += b[pos + 27 + k];
+        if (len - pos < 27 + nseg + body)
+            return -1;
+        off[count] = pos;
+        plen[count++] = 27 + nseg + body;
+        pos += 27 + nseg + body;
+    }
+    return count;
+}
+
+/* The Ogg CRC-32: polynomial 0x04c11db7, no reflection, initial value 0,
+ * over the whole page with its CRC field taken as zero. */
+static uint32_t ogg_crc(const unsigned char *page, size_t len)
+{
+    uint32_t crc = 0;
+    size_t i;
+    int k;
+
+    for (i = 0; i < len; i++) {
+        crc ^= (uint32_t)(i >= 22 && i < 26 ? 0 : page[i]) << 24;
+        for (k = 0; k < 8; k++)
+            crc = crc & 0x80000000u ? (crc << 1) ^ 0x04c11db7u : crc << 1;
+    }
+    return crc;
+}
+
+static void ogg_set_crc(unsigned char *page, size_t len)
+{
+    uint32_t crc = ogg_crc(page, len);
+
+    page[22] = (unsigned char)crc;
+    page[23] = (unsigned char)(crc >> 8);
+    page[24] = (unsigned char)(crc >> 16);
+    page[25] = (unsigned char)(crc >> 24);
+}
+
+static int64_t ogg_granule(const unsigned char *page)
+{
+    uint64_t g = 0;
+    int i;
+
+    for (i = 7; i >= 0; i--)
+        g = g << 8 | page[6 + i];
+    return (int64_t)g;
+}
+
+static void ogg_set_granule(unsigned char *page, int64_t gp)
+{
+    int i;
+
+    for (i = 0; i < 8; i++)
+        page[6 + i] = (unsigned char)((uint64_t)gp >> (8 * i));
+}
+
+/* The largest normalized cross-correlation of a and b over lags of up to
+ * max_lag samples either way; *lag_out gets the best lag. */
+static double best_ncc(const float *a, const float *b, size_t n, int max_lag,
+                       int *lag_out)
+{
+    double best = -2.0;
+    int lag;
+
+    for (lag = -max_lag; lag <= max_lag; lag++) {
+        size_t i, lo = lag < 0 ? (size_t)-lag : 0;
+        size_t hi = lag > 0 ? n - (size_t)lag : n;
+        double ab = 0.0, aa = 0.0, bb = 0.0, r;
+
+        for (i = lo; i < hi; i++) {
+            double x = a[i], y = b[(size_t)((ptrdiff_t)i + lag)];
+
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
+        }
+        r = aa > 0.0 && bb > 0.0 ? ab / sqrt(aa * bb) : 0.0;
+        if (r > best) {
+            best = r;
+            *lag_out = lag;
+        }
+    }
+    return best;
+}
+
+/* Decodes `len` bytes of a variant from memory and from a file; both must
+ * fail with `code` and, when `needle` is not NULL, a message holding it. */
+static void check_opus_variant(const char *name, const unsigned char *b,
+                               size_t len, int code, const char *needle)
+{
+    char err[512] = "";
+    float *pcm = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (getenv("SOTTO_TEST_VERBOSE"))
+        printf("  %s:\n", name);
+    rc = sotto_audio_decode_memory(b, len, &pcm, &n, err, sizeof err);
+    CHECK_FAIL(rc, code, pcm, n, err);
+    if (needle != NULL && strstr(err, needle) == NULL) {
+        CHECK(!"the message lacks the expected words");
+        fprintf(stderr, "  %s: \"%s\" lacks \"%s\"\n", name, err, needle);
+    }
+    CHECK(write_bytes(tmp_path(name), b, len) == 0);
+    err[0] = '\0';
+    rc = sotto_audio_decode_file(tmp_path(name), &pcm, &n, err, sizeof err);
+    CHECK_FAIL(rc, code, pcm, n, err);
+    CHECK(strstr(err, tmp_path(name)) != NULL);
+    if (needle != NULL)
+        CHECK(strstr(err, needle) != NULL);
+}
+
+static void test_opus(void)
+{
+    char path[1024], err[512] = "";
+    unsigned char *raw, *v;
+    size_t len = 0, off[MAX_OGG_PAGES], plen[MAX_OGG_PAGES], n = 0, n2 = 0;
+    size_t nw = 0, i;
+    float *pcm = NULL, *pcm2 = NULL, *wav = NULL;
+    int rc, npages, lag = 0, k;
+    double r;
+
+    raw = test_read_file(OPUS_FIXTURE, &len);
+    CHECK(raw != NULL);
+    if (raw == NULL) {
+        fprintf(stderr, "cannot read %s (run from the repository root)\n",
+                OPUS_FIXTURE);
+        return;
+    }
+    npages = ogg_pages(raw, len, off, plen);
+    CHECK(npages >= 8);
+    if (npages < 8) {
+        free(raw);
+        return;
+    }
+    /* The CRC code agrees with the encoder on every page. */
+    for (k = 0; k < npages; k++)
+        CHECK_INT_EQ(ogg_crc(raw + off[k], plen[k]),
+                     (uint32_t)raw[off[k] + 22] |
+                     (uint32_t)raw[off[k] + 23] << 8 |
+                     (uint32_t)raw[off[k] + 24] << 16 |
+                     (uint32_t)raw[off[k] + 25] << 24);
+
+    /* It decodes, from a file and from memory, to 11.000 s at 16 kHz. */
+    rc = sotto_audio_decode_file(OPUS_FIXTURE, &pcm, &n, err, sizeof err);
+    CHECK_INT_EQ(rc, SOTTO_OK);
+    if (rc != SOTTO_OK)
+        fprintf(stderr, "%s: %s\n", OPUS_FIXTURE, err);
+    CHECK(n + 16 >= 176000 && n <= 176000 + 16);
+    rc = sotto_audio_decode_memory(raw, len, &pcm2, &n2, err, sizeof err);
+    CHECK_INT_EQ(rc, SOTTO_OK);
+    CHECK(pcm && pcm2 && n2 == n && memcmp(pcm, pcm2, n * 4) == 0);
+    sotto_pcm_free(pcm2);
+    pcm2 = NULL;
+
+    /* The samples follow the WAV it was encoded from. */
+    snprintf(path, sizeof path, "%s/audio/jfk.wav", test_shared_dir());
+    rc = sotto_audio_decode_file(path, &wav, &nw, err, sizeof err);
+    CHECK_INT_EQ(rc, SOTTO_OK);
+    if (rc == SOTTO_OK && pcm != NULL) {
+        r = best_ncc(wav, pcm, nw < n ? nw : n, 160, &lag);
+        if (getenv("SOTTO_TEST_VERBOSE"))
+            printf("  jfk.opus: n=%zu, correlation %.4f at lag %d\n", n, r,
+                   lag);
+        CHECK(r > 0.9);
+        CHECK(abs(lag) <= 16);
+    }
+    sotto_pcm_free(wav);
+
+    /* A chained stream: the fixture, then a copy with another serial
+     * number, decodes to twice the length. */
+    v = malloc(2 * len);
+    CHECK(v != NULL);
+    if (v != NULL) {
+        memcpy(v, raw, len);
+        memcpy(v + len, raw, len);
+        for (k = 0; k < npages; k++) {
+            v[len + off[k] + 14] ^= 0x5a;
+            ogg_set_crc(v + len + off[k], plen[k]);
+        }
+        rc = sotto_audio_decode_memory(v, 2 * len, &pcm2, &n2, err,
+                                       sizeof err);
+        CHECK_INT_EQ(rc, SOTTO_OK);
+        CHECK_INT_EQ(n2, 2 * n);
+        CHECK(pcm2 && n2 == 2 * n && memcmp(pcm2 + n, pcm, 1000 * 4) != 0);
+        sotto_pcm_free(pcm2);
+        pcm2 = NULL;
+        free(v);
+    }
+
+    /* Stereo at 48 kHz: downmixed by averaging (a 0.5 sine) and
+     * resampled; then chained after the mono fixture, a link with another
+     * channel count. */
+    {
+        size_t slen = 0;
+        unsigned char *st = test_read_file(OPUS_STEREO_FIXTURE, &slen);
+        int zc;
+        double rms, peak, span;
+
+        CHECK(st != NULL);
+        if (st != NULL) {
+            rc = sotto_audio_decode_memory(st, slen, &pcm2, &n2, err,
+                                           sizeof err);
+            CHECK_INT_EQ(rc, SOTTO_OK);
+            CHECK_INT_EQ(n2, 8000);
+            if (rc == SOTTO_OK) {
+                analyse(pcm2, n2, &zc, &rms, &peak, &span);
+                if (getenv("SOTTO_TEST_VERBOSE"))
+                    printf("  %s: n=%zu zc=%d (want %.0f) rms=%.4f (want "
+                           "%.4f) peak=%.4f\n", OPUS_STEREO_FIXTURE, n2, zc,
+                           2.0 * SINE_FREQ * span, rms, 0.5 / sqrt(2.0),
+                           peak);
+                CHECK(fabs(zc - 2.0 * SINE_FREQ * span) <=
+                      0.01 * 2.0 * SINE_FREQ * span + 2);
+                CHECK(fabs(rms - 0.5 / sqrt(2.0)) <= 0.05 * 0.5 / sqrt(2.0));
+            }
+            sotto_pcm_free(pcm2);
+            pcm2 = NULL;
+            v = malloc(len + slen);
+            CHECK(v != NULL);
+            if (v != NULL) {
+                memcpy(v, raw, len);
+                memcpy(v + len, st, slen);
+                rc = sotto_audio_decode_memory(v, len + slen, &pcm2, &n2,
+                                               err, sizeof err);
+                CHECK_INT_EQ(rc, SOTTO_OK);
+                CHECK_INT_EQ(n2, n + 8000);
+                sotto_pcm_free(pcm2);
+                pcm2 = NULL;
+                free(v);
+            }
+            free(st);
+        }
+    }
+
+    v = malloc(len);
+    CHECK(v != NULL);
+    if (v == NULL)
+        goto done;
+
+    /* Cut in the middle of page 6: what the complete pages before it hold
+     * decodes (libopusfile ends cleanly there, as players do). */
+    rc = sotto_audio_decode_memory(raw, off[6] + plen[6] / 2, &pcm2, &n2,
+                                   err, sizeof err);
+    CHECK_INT_EQ(rc, SOTTO_OK);
+    CHECK(fabs((double)n2 - (double)(ogg_granule(raw + off[5]) - 312) / 3.0)
+          <= 2.0);
+    CHECK(pcm2 && n2 <= n && memcmp(pcm, pcm2, n2 / 2 * 4) == 0);
+    sotto_pcm_free(pcm2);
+    pcm2 = NULL;
+
+    /* Cut inside the OpusTags page, and the header pages alone. */
+    check_opus_variant("cut-tags.opus", raw, off[1] + plen[1] / 2,
+                       SOTTO_EAUDIO, "ogg/opus");
+    check_opus_variant("headers.opus", raw, off[2], SOTTO_EAUDIO,
+                       "OP_EBADTIMESTAMP");
+    /* The header pages alone with a pre-skip of 0: a valid stream that
+     * holds no audio. */
+    memcpy(v, raw, off[2]);
+    v[off[0] + 27 + v[off[0] + 26] + 10] = 0;
+    v[off[0] + 27 + v[off[0] + 26] + 11] = 0;
+    ogg_set_crc(v + off[0], plen[0]);
+    check_opus_variant("no-audio.opus", v, off[2], SOTTO_EEMPTY, "ogg/opus");
+
+    /* A flipped byte fails page 6's CRC: the page is lost, a hole. */
+    memcpy(v, raw, len);
+    v[off[6] + plen[6] - 100] ^= 0x40;
+    check_opus_variant("crc.opus", v, len, SOTTO_EAUDIO, "OP_HOLE");
+
+    /* A whole page missing in the middle is a hole too. */
+    memcpy(v, raw, off[7]);
+    memcpy(v + off[7], raw + off[8], len - off[8]);
+    check_opus_variant("gap.opus", v, len - plen[7], SOTTO_EAUDIO,
+                       "OP_HOLE");
+
+    /* An illegal TOC byte in a packet of page 6: code 1 (two frames of
+     * equal size) on a packet whose payload after the TOC byte has an odd
+     * length.  libopusfile drops such a packet silently; the decoded
+     * length then falls behind the granule positions. */
+    {
+        size_t hdr = 27 + raw[off[6] + 26], at = off[6] + hdr, p = 0;
+        size_t seg, plen_acc = 0;
+        int found = 0;
+
+        memcpy(v, raw, len);
+        for (seg = 0; seg < raw[off[6] + 26] && !found; seg++) {
+            plen_acc += raw[off[6] + 27 + seg];
+            if (raw[off[6] + 27 + seg] == 255)
+                continue;
+            if (p > 0 && plen_acc % 2 == 0) {   /* skip the first packet */
+                v[at] = (unsigned char)((v[at] & ~3u) | 1u);
+                found = 1;
+            }
+            at += plen_acc;
+            plen_acc = 0;
+            p++;
+        }
+        CHECK(found);
+        ogg_set_crc(v + off[6], plen[6]);
+        check_opus_variant("toc.opus", v, len, SOTTO_EAUDIO,
+                           "invalid or missing packet");
+    }
+
+    /* OpusHead with 0 channels, and with version 16 (a major version
+     * libopusfile does not know). */
+    memcpy(v, raw, len);
+    v[off[0] + 27 + v[off[0] + 26] + 9] = 0;
+    ogg_set_crc(v + off[0], plen[0]);
+    check_opus_variant("ch0.opus", v, len, SOTTO_EAUDIO, "OP_EBADHEADER");
+    memcpy(v, raw, len);
+    v[off[0] + 27 + v[off[0] + 26] + 8] = 16;
+    ogg_set_crc(v + off[0], plen[0]);
+    check_opus_variant("v16.opus", v, len, SOTTO_EUNSUPPORTED,
+                       "OP_EVERSION");
+
+    /* A last page whose granule position says 4 hours and a bit: refused
+     * before decoding. */
+    memcpy(v, raw, len);
+    k = npages - 1;
+    ogg_set_granule(v + off[k], ogg_granule(raw + off[k - 1]) +
+                    (int64_t)SOTTO_MAX_AUDIO_SECONDS * 48000 + 48000);
+    ogg_set_crc(v + off[k], plen[k]);
+    check_opus_variant("long.opus", v, len, SOTTO_ETOOLONG, NULL);
+
+    /* Every single-byte truncation point in the first pages, and a byte
+     * flipped in each page: an error or audio, never a crash. */
+    for (i = 1; i < off[3]; i += 7) {
+        rc = sotto_audio_decode_memory(raw, i, &pcm2, &n2, err, sizeof err);
+        CHECK(rc == SOTTO_OK || (rc < 0 && pcm2 == NULL && err[0] != '\0'));
+        sotto_pcm_free(pcm2);
+        pcm2 = NULL;
+    }
+    for (k = 0; k < npages; k++) {
+        memcpy(v, raw, len);
+        v[off[k] + plen[k] / 2] ^= 0x01;
+        rc = sotto_audio_decode_memory(v, len, &pcm2, &n2, err, sizeof err);
+        CHECK(rc == SOTTO_OK || (rc < 0 && pcm2 == NULL && err[0] != '\0'));
+        sotto_pcm_free(pcm2);
+        pcm2 = NULL;
+    }
+    free(v);
+done:
+    sotto_pcm_free(pcm);
+    free(raw);
+}
+
 int main(void)
 {
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/sotto-test-audio-XXXXXX");
@@ -686,6 +1067,7 @@ int main(void)
     test_sines();
     test_s16le();
     test_errors();
+    test_opus();
     remove_tmp();
     return test_main_exit("test_audio");
 }

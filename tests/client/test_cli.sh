@@ -8,6 +8,8 @@ SOTTO=$1
 MODEL=$2
 SHARED=$3
 JFK=$SHARED/audio/jfk.wav
+# The Ogg/Opus fixture, beside this script's folder (tests/data).
+JFK_OPUS=$(dirname "$0")/../data/jfk.opus
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fails=0
@@ -47,6 +49,28 @@ assert abs(d['duration']-11.0)<1e-6, d['duration']
 assert d['segments'][0]['tokens'][0]==50363
 assert 'fellow Americans' in d['text']
 " || fail "json output is not the expected document"
+
+# Ogg/Opus (libopusfile), from a file and on stdin; a copy with a flipped
+# byte fails its page's checksum, which loses the page: exit 2 and a
+# message naming the libopusfile code (tests/audio covers the rest).
+expect 0 "" "ogg/opus file" -- $T "$JFK_OPUS"
+grep -q "ask not what your country can do for you" "$TMP/out" || fail "ogg/opus text lacks the JFK sentence: $(cat "$TMP/out")"
+expect 0 "" "ogg/opus on stdin" -- sh -c "$T - < '$JFK_OPUS'"
+grep -q "ask not what your country" "$TMP/out" || fail "stdin ogg/opus text"
+python3 - "$JFK_OPUS" "$TMP" <<'PY' || fail "cannot build the damaged ogg/opus file"
+import sys
+d = bytearray(open(sys.argv[1], 'rb').read())
+pages, off = [], 0
+while off < len(d):
+    n = d[off + 26]
+    size = 27 + n + sum(d[off + 27:off + 27 + n])
+    pages.append((off, size))
+    off += size
+off, size = pages[6]
+d[off + size - 100] ^= 0x40
+open(sys.argv[2] + '/hole.opus', 'wb').write(d)
+PY
+expect 2 "OP_HOLE" "ogg/opus with a corrupt page" -- $T "$TMP/hole.opus"
 
 # stdin: a WAV stream and raw s16le (the WAV's data after its 44-byte header).
 expect 0 "" "wav on stdin" -- sh -c "$T - < '$JFK'"
