@@ -28,6 +28,11 @@ PKG_LIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 SERVER_PKGS   := libwebsockets inih opus
 SERVER_CFLAGS := $(shell pkg-config --cflags $(SERVER_PKGS))
 SERVER_LIBS   := $(shell pkg-config --libs $(SERVER_PKGS))
+# `sotto stream` (src/client/stream_*.c) talks to the server through
+# libwebsockets, encodes Opus and captures the microphone through ALSA.
+CLIENT_PKGS   := libwebsockets opus alsa
+CLIENT_CFLAGS := $(shell pkg-config --cflags $(CLIENT_PKGS))
+CLIENT_LIBS   := $(shell pkg-config --libs $(CLIENT_PKGS))
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
@@ -74,6 +79,10 @@ $(BUILD)/libsotto.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(SERVER_OBJ): CFLAGS += $(SERVER_CFLAGS)
+$(CLI_OBJ): CFLAGS += $(CLIENT_CFLAGS)
+# The captions page goes into web.o by the assembler's .incbin (see
+# src/server/web.c), which the compiler's dependency files do not record.
+$(BUILD)/src/server/web.o: src/server/web/index.html
 
 # The server's objects in an archive, so that a server test pulls in only
 # the objects it uses (not the gateway or the workers).
@@ -82,7 +91,7 @@ $(BUILD)/libsotto_server.a: $(SERVER_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/sotto: $(CLI_OBJ) $(SERVER_OBJ) $(BUILD)/libsotto.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(CLIENT_LIBS) $(LDLIBS)
 
 # Every tests/<part>/test_<name>.c is one program linked against libsotto.
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libsotto.a

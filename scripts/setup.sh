@@ -32,8 +32,9 @@ fi
 PKGS="build-essential pkg-config python3 python3-pip
       libopenblas-openmp-dev libfftw3-dev libsndfile1-dev libsoxr-dev
       libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev
-      libwebsockets-dev libinih-dev libopus-dev libopusfile-dev"
-TEST_PKGS="clang libclang-rt-dev"
+      libwebsockets-dev libinih-dev libopus-dev libopusfile-dev
+      libasound2-dev"
+TEST_PKGS="clang libclang-rt-dev chromium chromium-driver python3-selenium"
 
 missing=
 for p in $PKGS $( [ $want_test -eq 1 ] && echo $TEST_PKGS ); do

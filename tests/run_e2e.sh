@@ -30,3 +30,9 @@ python3 tests/stream/check_stream.py --sotto "$SOTTO" --model "$MODEL" --shared 
 # builds run the quick variant (shorter audio for the worker kill tests,
 # 20 abrupt clients instead of 200).
 python3 tests/server/test_serve.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
+# The client, `sotto stream`, against live servers.
+python3 tests/client/test_stream.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
+# The live captions page (/) in headless Chromium, with Debian's
+# python3-selenium (hence /usr/bin/python3, not a python3 earlier on PATH);
+# chromium and chromium-driver come with scripts/setup.sh --test.
+/usr/bin/python3 tests/server/test_browser.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK

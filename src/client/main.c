@@ -4,6 +4,7 @@
  *   sotto transcribe [options] FILE|-     offline transcription
  *   sotto model fetch|path|list [NAME]    model management (model_cmd.c)
  *   sotto serve [options]                 the streaming server (src/server)
+ *   sotto stream [options] FILE|-|mic     the streaming client (stream_*.c)
  *   sotto version
  *
  * The tool uses only the public API in include/sotto.h.  Exit codes: 0 on
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "client/stream_client.h"
 #include "server/server.h"
 
 /* Largest input read from stdin: the longest allowed audio as s16 stereo
@@ -402,6 +404,7 @@ static void usage(FILE *f)
         "       sotto model fetch [NAME]            download a model (default tiny.en)\n"
         "       sotto model path|list               where models live, which are known\n"
         "       sotto serve [--config FILE] [--KEY VALUE ...]  run the streaming server\n"
+        "       sotto stream [options] FILE|-|mic   stream audio to a server, print text live\n"
         "       sotto version\n"
         "Run 'sotto transcribe --help' for the transcription options.\n",
         SOTTO_VERSION);
@@ -429,6 +432,8 @@ int main(int argc, char **argv)
         }
         return sotto__serve_main(argc - 1, argv + 1);
     }
+    if (strcmp(argv[1], "stream") == 0)
+        return sotto_cli_stream_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("sotto %s\n", SOTTO_VERSION);
         return SOTTO_EXIT_OK;

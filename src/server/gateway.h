@@ -4,8 +4,9 @@
  * gateway.c      the event loop, worker channels, streams, recovery,
  *                the watchdog and the drain;
  * gateway_net.c  the client protocols: WebSocket (/v1/stream), raw TCP,
- *                and the HTTP operations endpoints (/health, /ready,
- *                /metrics).
+ *                the HTTP operations endpoints (/health, /ready,
+ *                /metrics) and the live captions page (/);
+ * web.c          the page's bytes, built in from src/server/web/index.html.
  *
  * Everything here is touched by the gateway's one thread only.
  *
@@ -231,5 +232,10 @@ void sotto__gw_rearm(sotto__gateway *g);
 void sotto__gw_want_write(gw_stream *s);
 /* Renders /metrics into buf; returns the length. */
 size_t sotto__gw_metrics_render(const sotto__gateway *g, char *buf, size_t cap);
+
+/* web.c */
+/* The live captions page (src/server/web/index.html as it was at build
+ * time): its bytes, static and not NUL-terminated; len gets their number. */
+const unsigned char *sotto__web_index(size_t *len);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * gateway_net.c - the gateway's client protocols: the native WebSocket
  * protocol on /v1/stream, the whisper_streaming-compatible raw TCP
- * protocol, and the HTTP operations endpoints /health, /ready and
- * /metrics.  docs/protocol.md is the user-facing description.
+ * protocol, the HTTP operations endpoints /health, /ready and /metrics,
+ * and the live captions page on / (web.c).  docs/protocol.md is the
+ * user-facing description.
  *
  * libwebsockets parses HTTP and WebSocket framing (and validates UTF-8 in
  * text frames, and control-frame rules); this file reads only what the
@@ -39,6 +40,18 @@ typedef struct gw_pss {
     char *body;               /* [LWS_PRE + body_len] */
     size_t body_len;
 } gw_pss;
+
+/* The Content-Security-Policy of the captions page.  The page is one file
+ * with its script and style inline, so those need 'unsafe-inline'; its
+ * AudioWorklet module is a Blob URL made by that script (blob: in
+ * script-src, which governs worklets); it connects only to /v1/stream on
+ * its own host ('self', which matches ws: and wss: to the page's host and
+ * port in CSP level 3); its icon is an empty data: URL.  Everything else
+ * is refused: other scripts, frames, forms, plugins, and framing by
+ * other sites. */
+#define GW_PAGE_CSP "default-src 'none'; script-src 'unsafe-inline' blob:; " \
+                    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; " \
+                    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 static sotto__gateway *gw_of(struct lws *wsi)
 {
@@ -416,19 +429,41 @@ size_t sotto__gw_metrics_render(const sotto__gateway *g, char *b, size_t cap)
     return n;
 }
 
-/* Renders the response for path into pss; returns the status. */
-static int http_route(sotto__gateway *g, const char *path, gw_pss *pss,
-                      const char **ctype, int *retry)
+/* Copies the captions page into pss (lws_write wants LWS_PRE bytes of
+ * headroom before what it sends, so the static bytes cannot go as they
+ * are); returns the status. */
+static int http_page(gw_pss *pss, const char **ctype)
 {
-    size_t cap = 16384;
-    char *b = malloc(LWS_PRE + cap), *body;
-    int status = 200;
+    size_t len;
+    const unsigned char *page = sotto__web_index(&len);
+    char *b = malloc(LWS_PRE + len);
 
     if (b == NULL)
         return 500;
-    body = b + LWS_PRE;
+    memcpy(b + LWS_PRE, page, len);
+    pss->body = b;
+    pss->body_len = len;
+    *ctype = "text/html; charset=utf-8";
+    return 200;
+}
+
+/* Renders the response for path into pss; returns the status.  *page is
+ * set for the captions page, which gets headers of its own. */
+static int http_route(sotto__gateway *g, const char *path, gw_pss *pss,
+                      const char **ctype, int *retry, int *page)
+{
+    size_t cap = 16384;
+    char *b, *body;
+    int status = 200;
+
     *ctype = "application/json";
     *retry = 0;
+    *page = strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0;
+    if (*page)
+        return http_page(pss, ctype);
+    if ((b = malloc(LWS_PRE + cap)) == NULL)
+        return 500;
+    body = b + LWS_PRE;
     if (strcmp(path, "/health") == 0) {
         pss->body_len = (size_t)snprintf(body, cap, "{\"status\":\"ok\"}\n");
     } else if (strcmp(path, "/ready") == 0) {
@@ -465,7 +500,7 @@ static int http_route(sotto__gateway *g, const char *path, gw_pss *pss,
     } else {
         status = 404;
         pss->body_len = (size_t)snprintf(body, cap,
-            "{\"error\":\"not found\",\"endpoints\":[\"/v1/stream\",\"/health\","
+            "{\"error\":\"not found\",\"endpoints\":[\"/\",\"/v1/stream\",\"/health\","
             "\"/ready\",\"/metrics\"]}\n");
     }
     if (pss->body_len >= cap)
@@ -474,28 +509,47 @@ static int http_route(sotto__gateway *g, const char *path, gw_pss *pss,
     return status;
 }
 
+/* Adds the header "name: value" (name with its colon); nonzero when the
+ * headers do not fit. */
+static int http_header(struct lws *wsi, const char *name, const char *value,
+                       unsigned char **p, unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                       (const unsigned char *)value,
+                                       (int)strlen(value), p, end);
+}
+
+/* Answers GET and HEAD (the same headers, no body); other methods get
+ * 405.  The body of a GET goes out on HTTP_WRITEABLE. */
 static int http_request(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const char *path)
 {
-    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
                   *end = hdr + sizeof hdr - 1;
     const char *ctype = "application/json";
-    int retry = 0, status;
+    int retry = 0, page = 0, status,
+        head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
 
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
-        lws_return_http_status(wsi, 405, "only GET is served here");
+    if (!head && lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        lws_return_http_status(wsi, 405, "only GET and HEAD are served here");
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     }
-    status = http_route(g, path, pss, &ctype, &retry);
+    status = http_route(g, path, pss, &ctype, &retry, &page);
     if (pss->body == NULL)
         return -1;
     if (lws_add_http_common_headers(wsi, (unsigned int)status, ctype,
                                     (lws_filepos_t)pss->body_len, &p, end) ||
-        (retry && lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
-                                              (const unsigned char *)"1", 1, &p, end)) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        (retry && http_header(wsi, "retry-after:", "1", &p, end)) ||
+        http_header(wsi, "cache-control:", page ? "no-cache" : "no-store", &p, end) ||
+        (page && (http_header(wsi, "content-security-policy:", GW_PAGE_CSP, &p, end) ||
+                  http_header(wsi, "x-content-type-options:", "nosniff", &p, end) ||
+                  http_header(wsi, "referrer-policy:", "no-referrer", &p, end))) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
+    if (head) {
+        free(pss->body);
+        pss->body = NULL;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
     lws_callback_on_writable(wsi);
     return 0;
 }
