@@ -601,11 +601,13 @@ static int run_pass(sotto_stream *s, int last)
     /* Intermediate passes decode once, at the first temperature: a pass
      * whose text loops (compression ratio over the threshold, as tiny.en
      * does on the first second of an utterance) is simply skipped, since
-     * the next pass sees more audio.  The fallback ladder, which costs
-     * several decodes, is kept for the passes whose words must be taken:
-     * the last one, and those of a buffer already due for trimming. */
+     * the next pass sees more audio.  The last pass decodes once too, so
+     * that a flush (a client's Ctrl+C, a drain) costs one decode; a loop
+     * there commits the previous pass's pending words (below).  The
+     * fallback ladder, which costs several decodes, is kept for the passes
+     * over a buffer already due for trimming, whose words must be taken. */
     quick = !last && secs <= s->p.buffer_trim;
-    if (quick)
+    if (quick || last)
         dec.n_temperatures = 1;
     /* With a forced prefix the sampled tokens are only the open words at
      * the buffer's end, which often stops inside a word: their average
