@@ -16,9 +16,11 @@ Tests:
      48 kHz over WebSocket, --json events; the text of each
   b  Opus against PCM on the sentence-length recordings joined (57 s): the
      Opus path's WER is within 2 points of the PCM path's
-  c  exit codes and hostile input: bad usage, a missing file, a lying WAV
-     header, a truncated Ogg/Opus file, an Ogg/Opus packet with an illegal
-     TOC byte, no microphone, no server, a refused stream (1013)
+  c  exit codes and hostile input: bad usage, a missing file, lying WAV
+     headers (0 channels, rate 0, float at 16 bits, a 2 GB data chunk, a
+     header cut short), Ogg/Opus truncated mid-page, with an illegal TOC
+     byte, with a bad page CRC, or headers only; no microphone, no server,
+     a refused stream (1013 and its reason)
   d  Ctrl+C in a pty: the first one flushes (exit 0 within 2 s, with the
      words of the partial on screen printed as finals); two exit at once
      (within 200 ms of the second); against a SIGSTOPped server the first
