@@ -293,6 +293,11 @@ static int write_some(net *n, struct lws *wsi)
         n->sent += (int64_t)got;
     } else if ((eof && due <= n->sent) || n->interrupted) {
         /* Everything is sent (or the user asked to stop): the final flush. */
+        if (eof && due == 0 && !n->interrupted) {
+            sotto_cli_out_note(n->out, "the source ended without a single sample");
+            finish_run(n, SOTTO_EXIT_USAGE);
+            return -1;
+        }
         if (n->tcp) {
             /* lws has flushed any partial write before calling us, so the
              * half-close cannot cut audio. */
@@ -629,6 +634,11 @@ static void service(net *n)
     if (err) {
         sotto_cli_out_note(n->out, "%s", n->j->err);
         finish_run(n, err);
+        return;
+    }
+    if (eof && end == 0) {
+        sotto_cli_out_note(n->out, "the source ended without a single sample");
+        finish_run(n, SOTTO_EXIT_USAGE);
         return;
     }
     if (n->phase == PH_RETRY && t >= n->retry_at)

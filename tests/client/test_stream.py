@@ -358,6 +358,9 @@ def test_c_exit_codes():
               rc == 2 and "ws://" in err, f"{rc} {err!r}")
         rc, out, err = client(["-u", ws_url(srv), os.path.join(tmp, "nope.wav")])
         check("c a missing file: exit 2", rc == 2 and "nope.wav" in err, f"{rc} {err!r}")
+        rc, out, err = client(["-u", tcp_url(srv), "-"], stdin_bytes=b"")
+        check("c empty stdin: exit 2", rc == 2 and "without a single sample" in err,
+              f"{rc} {err!r}")
         rc, out, err = client(["--device", "hw:97", "-u", ws_url(srv), "mic"])
         check("c no microphone: exit 2, the message says so",
               rc == 2 and "no microphone" in err, f"{rc} {err!r}")
