@@ -351,6 +351,10 @@ def test_c_exit_codes():
                   f"rc {rc} out {out!r} err {err!r}")
             if ts.ARGS.verbose:
                 note(f"{name}: {msg}")
+        # Only the files that decode (truncated, lying about their length)
+        # may have opened streams: refused files never reach the server.
+        delta = ts.metric(srv, "sotto_streams_total") - opened
+        check("c refused files never reach the server", delta <= 2, f"{delta} streams")
         rc, out, err = client(["-u", ws_url(srv), "--format", "flac", jfk])
         check("c bad usage: exit 2", rc == 2, f"{rc} {err!r}")
         rc, out, err = client(["-u", tcp_url(srv), "-F", "opus", jfk])
@@ -364,10 +368,6 @@ def test_c_exit_codes():
         rc, out, err = client(["--device", "hw:97", "-u", ws_url(srv), "mic"])
         check("c no microphone: exit 2, the message says so",
               rc == 2 and "no microphone" in err, f"{rc} {err!r}")
-        # Only the files that decode (truncated, lying about their length)
-        # may have opened streams: refused files never reach the server.
-        delta = ts.metric(srv, "sotto_streams_total") - opened
-        check("c refused files never reach the server", delta <= 2, f"{delta} streams")
     finally:
         srv.stop()
 
