@@ -154,6 +154,12 @@ $(FUZZ_BUILD)/fuzz_ipc: fuzz/fuzz_ipc.c $(FUZZ_BUILD)/src/server/ipc.o \
                         $(FUZZ_BUILD)/src/server/worker.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lopus -lzip -lcrypto -lm -lpthread
 
+# fuzz_client (what sotto stream reads from the server) links the client's
+# protocol parser, which needs only cJSON.
+$(FUZZ_BUILD)/fuzz_client: fuzz/fuzz_client.c $(FUZZ_BUILD)/src/client/stream_proto.o \
+                           $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lzip -lcrypto -lm -lpthread
+
 clean:
 	rm -rf build build-* 
 

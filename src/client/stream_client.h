@@ -3,6 +3,7 @@
  * `sotto serve` (not part of libsotto).
  *
  * The client has three parts, joined by this header:
+ *  - stream_proto.c: parsing the server's events and lines;
  *  - stream_src.c: the sources (a file, raw PCM on stdin, the microphone)
  *    and the journal, the audio a source produced and the server has not
  *    yet confirmed, at 16 kHz mono s16;
@@ -27,6 +28,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
+
 #include "client/client.h"
 
 /* The audio on the wire is always 16 kHz mono. */
@@ -39,6 +42,42 @@
 /* The largest event (WebSocket message) or line (raw TCP) accepted from
  * the server; a longer one ends the connection as a protocol error. */
 #define SOTTO_CLI_MAX_EVENT (1 << 20)
+
+/* Times read from the server lie in [0, SOTTO_CLI_MAX_TIME_S] seconds:
+ * the server's longest stream is 4 hours; anything else reads as 0. */
+#define SOTTO_CLI_MAX_TIME_S (4.0 * 3600.0 * 2.0)
+
+/* ------------------------------------------------------------------------
+ * What the server sends (stream_proto.c): no network code, no state.
+ * ------------------------------------------------------------------------ */
+enum sotto_cli_event_kind {
+    SOTTO_CLI_EV_OTHER, SOTTO_CLI_EV_READY, SOTTO_CLI_EV_PARTIAL,
+    SOTTO_CLI_EV_FINAL, SOTTO_CLI_EV_UTTERANCE_END, SOTTO_CLI_EV_WARNING,
+    SOTTO_CLI_EV_ERROR
+};
+
+typedef struct sotto_cli_event {
+    enum sotto_cli_event_kind kind;
+    double start, end;     /* seconds of the connection's stream, checked */
+    cJSON *json;           /* the whole event, owned */
+} sotto_cli_event;
+
+/* Copies src into dst (capacity cap, cap > 0), replacing control
+ * characters with '?' and never cutting a UTF-8 sequence in two. */
+void sotto_cli_printable(const char *src, char *dst, size_t cap);
+/* Parses one WebSocket event.  Returns 0 with ev filled (release it with
+ * sotto_cli_event_clear) and its "text" (or "message") copied printable
+ * into text (capacity cap), or -1 when msg is not a JSON object. */
+int sotto_cli_event_parse(const char *msg, size_t len, sotto_cli_event *ev,
+                          char *text, size_t cap);
+void sotto_cli_event_clear(sotto_cli_event *ev);
+/* The event as one line of JSON with its times shifted by off seconds;
+ * free it with cJSON_free; NULL when out of memory. */
+char *sotto_cli_event_json(sotto_cli_event *ev, double off);
+/* Parses a raw TCP line "<beg_ms> <end_ms> <text>" (without its newline):
+ * 0 with the times in seconds and the text copied printable, or -1. */
+int sotto_cli_line_parse(const char *line, double *start, double *end,
+                         char *text, size_t cap);
 
 /* ------------------------------------------------------------------------
  * The journal: audio at 16 kHz s16, indexed by absolute sample number.

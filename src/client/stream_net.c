@@ -35,7 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <libwebsockets.h>
 #include <opus/opus.h>
 
@@ -100,6 +99,7 @@ typedef struct net {
     int stalled;              /* we gave up on a silent server */
     double last_activity;     /* monotonic time bytes last moved */
     unsigned char *rx;        /* an event or line being assembled */
+    char text[65536];         /* the printable text of the current event */
     size_t rxlen;
     OpusEncoder *enc;
 
@@ -336,124 +336,88 @@ static void confirm(net *n, double end_s)
     }
 }
 
-/* Shifts a time field by the connection's start, to the millisecond. */
-static void shift_time(cJSON *obj, const char *key, double off)
-{
-    cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (cJSON_IsNumber(x))
-        cJSON_SetNumberValue(x, round((x->valuedouble + off) * 1000.0) / 1000.0);
-}
-
-static void print_json(net *n, cJSON *ev)
-{
-    double off = secs(n->conn_start);
-    cJSON *w, *words = cJSON_GetObjectItemCaseSensitive(ev, "words");
-    char *s;
-    if (off > 0) {
-        shift_time(ev, "start", off);
-        shift_time(ev, "end", off);
-        shift_time(ev, "audio_time", off);
-        cJSON_ArrayForEach(w, words) {
-            shift_time(w, "start", off);
-            shift_time(w, "end", off);
-        }
-    }
-    s = cJSON_PrintUnformatted(ev);
-    if (s != NULL) {
-        sotto_cli_out_json(n->out, s);
-        cJSON_free(s);
-    }
-}
-
-static double num(const cJSON *ev, const char *key)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, key);
-    return cJSON_IsNumber(x) ? x->valuedouble : 0.0;
-}
-
-static const char *str(const cJSON *ev, const char *key)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, key);
-    return cJSON_IsString(x) ? x->valuestring : "";
-}
-
 /* One event of the WebSocket protocol. */
 static void on_event(net *n, const char *msg, size_t len)
 {
-    cJSON *ev = cJSON_ParseWithLength(msg, len);
-    const char *type;
+    sotto_cli_event ev;
     double off = secs(n->conn_start);
 
-    if (ev == NULL || !cJSON_IsObject(ev)) {
+    if (sotto_cli_event_parse(msg, len, &ev, n->text, sizeof n->text) != 0) {
         sotto_cli_out_note(n->out, "ignoring a message from the server that is not a JSON object");
-        cJSON_Delete(ev);
         return;
     }
-    type = str(ev, "type");
-    if (strcmp(type, "ready") == 0) {
+    switch (ev.kind) {
+    case SOTTO_CLI_EV_READY:
         n->got_ready = 1;
         n->attempts = 0;
         if (n->wsi != NULL)
             lws_callback_on_writable(n->wsi);
         if (n->connections > 1)
             sotto_cli_out_note(n->out, "reconnected: resending the audio from %.2f s", off);
-    } else if (strcmp(type, "final") == 0) {
+        break;
+    case SOTTO_CLI_EV_FINAL:
         if (!n->o->json)
-            sotto_cli_out_final(n->out, num(ev, "start") + off, num(ev, "end") + off,
-                                str(ev, "text"));
-        confirm(n, num(ev, "end"));
-    } else if (strcmp(type, "partial") == 0) {
+            sotto_cli_out_final(n->out, ev.start + off, ev.end + off, n->text);
+        confirm(n, ev.end);
+        break;
+    case SOTTO_CLI_EV_PARTIAL:
         if (!n->o->json)
-            sotto_cli_out_partial(n->out, str(ev, "text"));
-    } else if (strcmp(type, "utterance_end") == 0) {
+            sotto_cli_out_partial(n->out, n->text);
+        break;
+    case SOTTO_CLI_EV_UTTERANCE_END:
         if (!n->o->json)
             sotto_cli_out_partial(n->out, "");
-        confirm(n, num(ev, "end"));
-    } else if (strcmp(type, "warning") == 0) {
+        confirm(n, ev.end);
+        break;
+    case SOTTO_CLI_EV_WARNING:
         if (!n->o->json)
-            sotto_cli_out_note(n->out, "server warning: %s", str(ev, "message"));
-    } else if (strcmp(type, "error") == 0) {
+            sotto_cli_out_note(n->out, "server warning: %s", n->text);
+        break;
+    case SOTTO_CLI_EV_ERROR:
         n->server_errors++;
-        sotto_cli_out_note(n->out, "server error: %s", str(ev, "message"));
+        sotto_cli_out_note(n->out, "server error: %s", n->text);
+        break;
+    case SOTTO_CLI_EV_OTHER:
+        break;
     }
-    if (n->o->json)
-        print_json(n, ev);
-    cJSON_Delete(ev);
+    if (n->o->json) {
+        char *s = sotto_cli_event_json(&ev, off);
+        if (s != NULL) {
+            sotto_cli_out_json(n->out, s);
+            cJSON_free(s);
+        }
+    }
+    sotto_cli_event_clear(&ev);
 }
 
-/* One line of the raw TCP protocol: "<beg_ms> <end_ms> <text>". */
-static void on_line(net *n, char *line)
+/* One line of the raw TCP protocol. */
+static void on_line(net *n, const char *line)
 {
-    long long beg, end;
-    int used = 0;
-    double off = secs(n->conn_start);
-    if (sscanf(line, "%lld %lld %n", &beg, &end, &used) != 2 || used == 0) {
+    double beg, end, off = secs(n->conn_start);
+    if (sotto_cli_line_parse(line, &beg, &end, n->text + 1, sizeof n->text - 1) != 0) {
         sotto_cli_out_note(n->out, "ignoring a malformed line from the server");
         return;
     }
     if (n->o->json) {
+        /* The line as the WebSocket protocol's final, text with its space. */
         cJSON *ev = cJSON_CreateObject();
         char *s;
         if (ev == NULL)
             return;
+        n->text[0] = ' ';
         cJSON_AddStringToObject(ev, "type", "final");
-        cJSON_AddNumberToObject(ev, "start", round((double)beg + off * 1000.0) / 1000.0);
-        cJSON_AddNumberToObject(ev, "end", round((double)end + off * 1000.0) / 1000.0);
-        {
-            char text[SOTTO_CLI_MAX_EVENT / 16];
-            snprintf(text, sizeof text, " %s", line + used);
-            cJSON_AddStringToObject(ev, "text", text);
-        }
+        cJSON_AddNumberToObject(ev, "start", round((beg + off) * 1000.0) / 1000.0);
+        cJSON_AddNumberToObject(ev, "end", round((end + off) * 1000.0) / 1000.0);
+        cJSON_AddStringToObject(ev, "text", n->text);
         s = cJSON_PrintUnformatted(ev);
         if (s != NULL)
             sotto_cli_out_json(n->out, s);
         cJSON_free(s);
         cJSON_Delete(ev);
     } else {
-        sotto_cli_out_final(n->out, (double)beg / 1000.0 + off, (double)end / 1000.0 + off,
-                            line + used);
+        sotto_cli_out_final(n->out, beg + off, end + off, n->text + 1);
     }
-    confirm(n, (double)end / 1000.0);
+    confirm(n, end);
 }
 
 /* Appends received bytes to the assembly buffer; -1 past the limit. */
