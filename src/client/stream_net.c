@@ -469,13 +469,10 @@ static int close_retryable(int code)
 static void conn_ended(net *n, const char *why)
 {
     char desc[256];
-    int64_t end;
-    int eof;
 
     n->wsi = NULL;
     if (n->phase == PH_DONE)
         return;
-    sotto_cli_journal_state(n->j, &end, &eof, NULL);
     if (n->finish_sent && why == NULL &&
         (n->tcp ? n->close_code == 0 : n->close_code == 1000)) {
         /* The normal end: the server flushed everything we sent. */
@@ -513,7 +510,7 @@ static void conn_ended(net *n, const char *why)
         n->retry_at = now_s() + wait;
         sotto_cli_out_note(n->out, "%s; reconnecting in %.2f s (attempt %d of %d), "
                            "%.2f s of audio to resend", desc, wait, n->attempts,
-                           n->o->max_attempts, secs(end - n->confirmed));
+                           n->o->max_attempts, secs(n->sent - n->confirmed));
         return;
     }
     sotto_cli_out_note(n->out, "%s", desc);
