@@ -637,6 +637,16 @@ static void on_tick(lws_sorted_usec_list_t *sul)
  * libwebsockets callbacks
  * ------------------------------------------------------------------------ */
 
+/* A connection attempt failed; lws gives its reason in `in` (or NULL). */
+static void connect_failed(net *n, const void *in)
+{
+    char why[300];
+    snprintf(why, sizeof why, "cannot connect to %s:%d: %s", n->host, n->port,
+             in ? (const char *)in : "connection failed");
+    if (n->phase == PH_CONNECTING)
+        conn_ended(n, why);
+}
+
 /*
  * libwebsockets 4.1 (Debian 12's) replaces the close codes 1012 to 1015 it
  * receives with 1002 before the callback sees them, so the server's 1013
@@ -669,14 +679,9 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         opened(n, wsi);
         return 0;
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-        char why[300];
-        snprintf(why, sizeof why, "cannot connect to %s:%d: %s", n->host, n->port,
-                 in ? (const char *)in : "connection failed");
-        if (n->phase == PH_CONNECTING)
-            conn_ended(n, why);
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        connect_failed(n, in);
         return 0;
-    }
     case LWS_CALLBACK_CLIENT_RECEIVE:
         if (lws_frame_is_binary(wsi))
             return 0;
@@ -728,14 +733,9 @@ static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_RAW_CONNECTED:
         opened(n, wsi);
         return 0;
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-        char why[300];
-        snprintf(why, sizeof why, "cannot connect to %s:%d: %s", n->host, n->port,
-                 in ? (const char *)in : "connection failed");
-        if (n->phase == PH_CONNECTING)
-            conn_ended(n, why);
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        connect_failed(n, in);
         return 0;
-    }
     case LWS_CALLBACK_RAW_RX:
         n->last_activity = now_s();
         return on_tcp_bytes(n, in, len);

@@ -47,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import wave
 import zlib
 
@@ -173,6 +172,15 @@ def write_wav(path, pcm16):
         w.writeframes(pcm16)
 
 
+def mix_wav():
+    """The sentence-length recordings joined (test_serve's mix_audio), as a
+    WAV file in a temporary folder: (path, seconds, reference text)."""
+    pcm, dur, ref = ts.mix_audio()
+    path = os.path.join(tempfile.mkdtemp(prefix="sotto-stream-test-"), "mix.wav")
+    write_wav(path, pcm)
+    return path, dur, ref
+
+
 # ---- Ogg surgery (for the hostile files) -----------------------------------
 
 def ogg_crc(data):
@@ -265,10 +273,7 @@ def test_a_sources():
 
 
 def test_b_opus_vs_pcm():
-    pcm, dur, ref = ts.mix_audio()
-    tmp = tempfile.mkdtemp(prefix="sotto-stream-test-")
-    path = os.path.join(tmp, "mix.wav")
-    write_wav(path, pcm)
+    path, dur, ref = mix_wav()
     srv = server()
     try:
         # Both at once: the two workers take one stream each.
@@ -471,10 +476,7 @@ def test_d_ctrl_c():
 
 
 def test_e_reconnect():
-    pcm, dur, ref = ts.mix_audio()
-    tmp = tempfile.mkdtemp(prefix="sotto-stream-test-")
-    path = os.path.join(tmp, "mix.wav")
-    write_wav(path, pcm)
+    path, dur, ref = mix_wav()
     srv = server()
     try:
         # The undisturbed run, for comparison.
@@ -573,29 +575,7 @@ def main():
             ts.AUDIO[name] = (ts.load_wav(path), refs[name])
     ts.set_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    only = set(filter(None, ts.ARGS.only.split(",")))
-    t_all = time.monotonic()
-    for letter, fn in TESTS:
-        if only and letter not in only:
-            continue
-        t0 = time.monotonic()
-        print(f"== {letter}: {fn.__name__[7:]}", flush=True)
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001
-            check(f"{letter} {fn.__name__[7:]}: runs without an exception", False,
-                  "".join(traceback.format_exception(e)).rstrip())
-        finally:
-            for srv in list(ts.CURRENT):
-                srv.stop(check_clean=False)
-        print(f"   ({time.monotonic() - t0:.1f} s)", flush=True)
-    failed = [n for n, ok in ts.RESULTS if not ok]
-    print(f"test_stream: {len(ts.RESULTS)} checks, {len(failed)} failed "
-          f"({time.monotonic() - t_all:.0f} s)")
-    for n in failed:
-        print(f"  FAILED: {n}")
-    print("test_stream: " + ("FAILED" if failed else "all checks passed"))
-    return 1 if failed or not ts.RESULTS else 0
+    return ts.run_tests(TESTS, ts.ARGS.only, "test_stream")
 
 
 if __name__ == "__main__":

@@ -1654,10 +1654,16 @@ def main():
         return 2
     set_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    return run_tests(TESTS, ARGS.only, "test_serve")
 
-    only = set(filter(None, ARGS.only.split(",")))
+
+def run_tests(tests, only, prog):
+    """Runs the (letter, function) tests selected by `only` (comma-separated
+    letters; all when empty), stops the servers a test left running, prints
+    the summary; returns the exit status.  test_stream.py uses it too."""
+    only = set(filter(None, only.split(",")))
     t_all = time.monotonic()
-    for letter, fn in TESTS:
+    for letter, fn in tests:
         if only and letter not in only:
             continue
         t0 = time.monotonic()
@@ -1672,11 +1678,11 @@ def main():
                 srv.stop(check_clean=False)
         print(f"   ({time.monotonic() - t0:.1f} s)", flush=True)
     failed = [n for n, ok in RESULTS if not ok]
-    print(f"test_serve: {len(RESULTS)} checks, {len(failed)} failed "
+    print(f"{prog}: {len(RESULTS)} checks, {len(failed)} failed "
           f"({time.monotonic() - t_all:.0f} s)")
     for n in failed:
         print(f"  FAILED: {n}")
-    print("test_serve: " + ("FAILED" if failed else "all checks passed"))
+    print(f"{prog}: " + ("FAILED" if failed else "all checks passed"))
     return 1 if failed or not RESULTS else 0
 
 
