@@ -566,6 +566,9 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--server-log", action="store_true")
     ts.ARGS = ap.parse_args()
+    if ts.IMPORT_ERROR:
+        print(f"test_stream: {ts.IMPORT_ERROR}", file=sys.stderr)
+        return 2
     manifest = os.path.join(ts.ARGS.shared, "audio", "manifest.tsv")
     with open(manifest, newline="") as f:
         refs = {r["file"]: r["transcript"] for r in csv.DictReader(f, delimiter="\t")}

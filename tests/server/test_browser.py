@@ -6,8 +6,10 @@ scripts/setup.sh --test for chromium and chromium-driver):
     /usr/bin/python3 tests/server/test_browser.py --sotto build/sotto
         --model DIR --shared ../shared [--quick] [--server-log]
 
-Starts one real server (SOTTO serve --http-port 0 --tcp-port 0 --workers 1
---max-streams 1 ...), checks the page's HTTP answers, then drives headless
+Starts one real server with test_serve.py's Server class (SOTTO serve
+--http-port 0 --tcp-port 0 --workers 1 --max-streams 1 ...; test_serve.py
+imports numpy and websockets only for its own tests, so Debian's python3
+can load it), checks the page's HTTP answers, then drives headless
 Chromium through Selenium.  Chromium's fake capture device plays
 SHARED/audio/jfk.wav (once per capture, then silence: the "%noloop"
 suffix) as the microphone.  Nothing is downloaded: the driver and the
@@ -44,14 +46,10 @@ Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error
 """
 import argparse
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +57,10 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "golden"))
 import textnorm  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_serve as ts  # noqa: E402
+from test_serve import check, note  # noqa: E402
 
 try:
     from selenium import webdriver
@@ -80,11 +82,7 @@ JFK_SECONDS = 11.0
 MAX_MISSED = 2          # words of JFK that may be missing from the finals
 CAPTION_TIMEOUT = 60.0  # seconds from Start to the whole sentence
 CLOSE_TIMEOUT = 30.0    # seconds from Stop (or a server event) to "closed"
-LISTENING_RE = re.compile(r"listening http=(\d+) tcp=(-?\d+)")
-GATEWAY_RE = re.compile(r"\bgateway\[(\d+)\]")
 
-ARGS = None
-RESULTS = []            # (name, ok)
 
 # Records, from inside the page, what a poll could miss: every partial
 # shown, every lag readout and every state.
@@ -102,115 +100,14 @@ new MutationObserver(() => seen.states.push(q('#state').dataset.state))
 """
 
 
-def check(name, cond, detail=""):
-    RESULTS.append((name, bool(cond)))
-    if cond:
-        print(f"ok {name}" + (f" ({detail})" if detail else ""), flush=True)
-    else:
-        print(f"FAIL {name}: {detail}", flush=True)
-    return bool(cond)
-
-
-def note(msg):
-    print(f"  note: {msg}", flush=True)
-
-
 def artifacts_dir():
     d = os.environ.get("SOTTO_ARTIFACTS") or os.path.join(
-        os.path.dirname(os.path.abspath(ARGS.sotto)), "artifacts")
+        os.path.dirname(os.path.abspath(ts.ARGS.sotto)), "artifacts")
     os.makedirs(d, exist_ok=True)
     return d
 
 
-# ---- the server -------------------------------------------------------------
-
-def installed_vad():
-    base = os.environ.get("XDG_DATA_HOME")
-    if not base or not base.startswith("/"):
-        base = os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "sotto", "models", "silero-vad",
-                        "silero_vad_16k.safetensors")
-
-
-class Server:
-    """One `sotto serve` in a session of its own, as in test_serve.py."""
-
-    def __init__(self, extra=()):
-        self.state_dir = tempfile.mkdtemp(prefix="sotto-browser-test-")
-        cmd = [ARGS.sotto, "serve", "--model", ARGS.model]
-        if not os.path.exists(installed_vad()):
-            cmd += ["--vad-model", os.path.join(
-                ARGS.shared, "models", "silero-vad", "silero_vad_16k.safetensors")]
-        cmd += ["--http-port", "0", "--tcp-port", "0", "--workers", "1",
-                "--state-dir", self.state_dir] + list(extra)
-        self.lines = []
-        self.lock = threading.Lock()
-        self.listening = threading.Event()
-        self.http = self.tcp = None
-        self.p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE,
-                                  start_new_session=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        if not self.listening.wait(60) or self.http is None:
-            raise RuntimeError("no 'listening http=H tcp=T' line within 60 s "
-                               f"(exit status {self.p.poll()})")
-        if not self.wait_ready(60):
-            raise RuntimeError("GET /ready did not answer 200 within 60 s")
-
-    def _read(self):
-        for raw in self.p.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self.lock:
-                self.lines.append(line)
-            m = LISTENING_RE.search(line)
-            if m and not self.listening.is_set():
-                self.http, self.tcp = int(m.group(1)), int(m.group(2))
-                self.listening.set()
-            if ARGS.server_log:
-                print(f"  [server] {line}", flush=True)
-        self.listening.set()
-
-    def tail(self, n=30):
-        with self.lock:
-            return list(self.lines[-n:])
-
-    def gateway_pid(self):
-        with self.lock:
-            pids = [int(m.group(1)) for line in self.lines
-                    for m in [GATEWAY_RE.search(line)] if m]
-        return pids[-1] if pids else None
-
-    def wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.p.poll() is not None:
-                return False
-            if http(self.http, "/ready")[0] == 200:
-                return True
-            time.sleep(0.2)
-        return False
-
-    def metric(self, name):
-        for line in http(self.http, "/metrics")[2].decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
-
-    def stop(self):
-        """SIGTERM, then SIGKILL to the whole session; the exit status."""
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait(10)
-        self.reader.join(5)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-        return self.p.returncode
-
+# ---- the server: test_serve.py's Server (ts.Server) -----------------------
 
 def http(port, path, method="GET"):
     """(status, headers dict with lowercase names, body bytes)."""
@@ -258,7 +155,7 @@ def test_http(srv):
 def make_driver():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    audio = os.path.abspath(os.path.join(ARGS.shared, "audio", "jfk.wav"))
+    audio = os.path.abspath(os.path.join(ts.ARGS.shared, "audio", "jfk.wav"))
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
               "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
               f"--use-file-for-fake-audio-capture={audio}%noloop",
@@ -397,9 +294,9 @@ def run_busy(d, srv):
     """The only stream slot taken by a raw TCP client: Start gets 1013."""
     hold = socket.create_connection(("127.0.0.1", srv.tcp), timeout=5)
     try:
-        active = wait_for(lambda: srv.metric("sotto_streams_active") == 1, 5)
+        active = wait_for(lambda: ts.metric(srv, "sotto_streams_active") == 1, 5)
         check("busy: a TCP client holds the one stream slot", active,
-              f"streams_active {srv.metric('sotto_streams_active')}")
+              f"streams_active {ts.metric(srv, 'sotto_streams_active')}")
         start(d)
         wait_for(lambda: state(d)[0] == "closed", CLOSE_TIMEOUT)
         st = state(d)
@@ -410,7 +307,7 @@ def run_busy(d, srv):
         screenshot(d, "browser-busy.png")
     finally:
         hold.close()
-    wait_for(lambda: srv.metric("sotto_streams_active") == 0, 10)
+    wait_for(lambda: ts.metric(srv, "sotto_streams_active") == 0, 10)
 
 
 def run_until_words(d):
@@ -452,7 +349,6 @@ def run_drain(d, srv):
 
 
 def main():
-    global ARGS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sotto", required=True)
     ap.add_argument("--model", required=True)
@@ -461,23 +357,24 @@ def main():
                     help="skip the Opus run (sanitized builds)")
     ap.add_argument("--server-log", action="store_true",
                     help="echo the server's stderr")
-    ARGS = ap.parse_args()
+    ap.add_argument("--verbose", action="store_true")
+    ts.ARGS = ap.parse_args()
 
-    for path, what in ((ARGS.sotto, "the sotto binary"), (CHROMIUM, "chromium"),
+    for path, what in ((ts.ARGS.sotto, "the sotto binary"), (CHROMIUM, "chromium"),
                        (CHROMEDRIVER, "chromium-driver")):
         if not os.access(path, os.X_OK):
             print(f"test_browser: {path} ({what}) is not executable; "
                   "scripts/setup.sh --test installs chromium and chromium-driver",
                   file=sys.stderr)
             return 2
-    if not os.path.exists(os.path.join(ARGS.shared, "audio", "jfk.wav")):
-        print(f"test_browser: no {ARGS.shared}/audio/jfk.wav", file=sys.stderr)
+    if not os.path.exists(os.path.join(ts.ARGS.shared, "audio", "jfk.wav")):
+        print(f"test_browser: no {ts.ARGS.shared}/audio/jfk.wav", file=sys.stderr)
         return 2
 
     t_all = time.monotonic()
     srv = d = None
     try:
-        srv = Server(["--max-streams", "1"])
+        srv = ts.Server(extra=["--max-streams", "1"], workers=1)
         print("== http", flush=True)
         test_http(srv)
         try:
@@ -491,7 +388,7 @@ def main():
         print("== opus", flush=True)
         wait_for(lambda: d.find_element(By.TAG_NAME, "body")
                  .get_attribute("data-opus") != "checking", 10)
-        if ARGS.quick:
+        if ts.ARGS.quick:
             note("opus: skipped (--quick)")
         elif d.find_element(By.TAG_NAME, "body").get_attribute("data-opus") != "yes":
             note("opus: this Chromium's AudioEncoder does not do Opus; "
@@ -509,27 +406,23 @@ def main():
     except Exception as e:  # noqa: BLE001
         check("runs without an exception", False, f"{type(e).__name__}: {e}")
     finally:
-        if any(not ok for _, ok in RESULTS):
+        if any(not ok for _, ok in ts.RESULTS):
             if d is not None:
                 try:
                     screenshot(d, "browser-fail.png")
                 except WebDriverException:
                     pass
-            if srv is not None:
-                print("  --- the server's stderr, last lines ---")
-                for line in srv.tail():
-                    print("  | " + line)
         if d is not None:
             d.quit()
         if srv is not None:
             srv.stop()
-    failed = [n for n, ok in RESULTS if not ok]
-    print(f"test_browser: {len(RESULTS)} checks, {len(failed)} failed "
+    failed = [n for n, ok in ts.RESULTS if not ok]
+    print(f"test_browser: {len(ts.RESULTS)} checks, {len(failed)} failed "
           f"({time.monotonic() - t_all:.0f} s)")
     for n in failed:
         print(f"  FAILED: {n}")
     print("test_browser: " + ("FAILED" if failed else "all checks passed"))
-    return 1 if failed or not RESULTS else 0
+    return 1 if failed or not ts.RESULTS else 0
 
 
 if __name__ == "__main__":
