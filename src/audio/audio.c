@@ -327,6 +327,35 @@ static void one_line(const char *in, char *out, size_t cap)
  * libsndfile decoding
  * ------------------------------------------------------------------------ */
 
+/*
+ * Takes `frames` interleaved frames of `ch` channels decoded from the
+ * input (frame `total` of the input is the first): refuses a non-finite
+ * sample with a message that places it, downmixes into `mono` (room for
+ * `frames`) and pushes the result into the sink.  Shared by every decoder.
+ */
+static int push_frames(sink *s, const float *chunk, float *mono, size_t frames,
+                       int ch, int64_t total, int rate, const char *what,
+                       char *err, size_t errcap)
+{
+    size_t i, cnt = frames * (size_t)ch;
+
+    for (i = 0; i < cnt; i++) {
+        if (!isfinite(chunk[i])) {
+            long long frame = (long long)total + (long long)(i / (size_t)ch);
+
+            return sotto__errf(err, errcap, SOTTO_ENONFINITE,
+                               "%s: sample %lld (frame %lld, channel %d, "
+                               "%.3f s) is %s", what,
+                               frame * ch + (long long)(i % (size_t)ch), frame,
+                               (int)(i % (size_t)ch), (double)frame / rate,
+                               isnan(chunk[i]) ? "NaN" : "infinite");
+        }
+    }
+    if (ch > 1)
+        downmix(chunk, frames, ch, mono);
+    return sink_push(s, ch > 1 ? mono : chunk, frames, err, errcap);
+}
+
 /* Reads an opened SNDFILE to the end into 16 kHz mono.  `what` names the
  * input in messages.  `seekable` says whether libsndfile could check the
  * header's sizes against the real length: on a pipe, writers such as
@@ -365,7 +394,6 @@ static int decode_sndfile(SNDFILE *sf, const SF_INFO *info, int seekable,
 
     for (;;) {
         sf_count_t got = sf_readf_float(sf, chunk, AUDIO_CHUNK_FRAMES);
-        size_t i, cnt;
 
         if (got <= 0)
             break;
@@ -380,23 +408,8 @@ static int decode_sndfile(SNDFILE *sf, const SF_INFO *info, int seekable,
             rc = too_long(what, total + got, 1, rate, err, errcap);
             goto fail;
         }
-        cnt = (size_t)got * (size_t)ch;
-        for (i = 0; i < cnt; i++) {
-            if (!isfinite(chunk[i])) {
-                long long frame = (long long)total + (long long)(i / ch);
-
-                rc = sotto__errf(err, errcap, SOTTO_ENONFINITE,
-                                 "%s: sample %lld (frame %lld, channel %d, "
-                                 "%.3f s) is %s", what,
-                                 frame * ch + (long long)(i % ch), frame,
-                                 (int)(i % ch), (double)frame / rate,
-                                 isnan(chunk[i]) ? "NaN" : "infinite");
-                goto fail;
-            }
-        }
-        if (ch > 1)
-            downmix(chunk, (size_t)got, ch, mono);
-        rc = sink_push(&s, ch > 1 ? mono : chunk, (size_t)got, err, errcap);
+        rc = push_frames(&s, chunk, mono, (size_t)got, ch, total, rate, what,
+                         err, errcap);
         if (rc != SOTTO_OK)
             goto fail;
         total += got;
@@ -674,7 +687,7 @@ static int decode_opus(OggOpusFile *of, const char *what, float **pcm,
         goto fail;
 
     for (;;) {
-        int got, ch, i, cnt;
+        int got, ch;
         ogg_int64_t at;
 
         li = -1;
@@ -698,22 +711,8 @@ static int decode_opus(OggOpusFile *of, const char *what, float **pcm,
                           errcap);
             goto fail;
         }
-        cnt = got * ch;
-        for (i = 0; i < cnt; i++) {
-            if (!isfinite(chunk[i])) {
-                long long frame = (long long)total + i / ch;
-
-                rc = sotto__errf(err, errcap, SOTTO_ENONFINITE,
-                                 "%s: ogg/opus: frame %lld, channel %d "
-                                 "(%.3f s) is %s", what, frame, i % ch,
-                                 (double)frame / AUDIO_OPUS_RATE,
-                                 isnan(chunk[i]) ? "NaN" : "infinite");
-                goto fail;
-            }
-        }
-        if (ch > 1)
-            downmix(chunk, (size_t)got, ch, mono);
-        rc = sink_push(&s, ch > 1 ? mono : chunk, (size_t)got, err, errcap);
+        rc = push_frames(&s, chunk, mono, (size_t)got, ch, total, AUDIO_OPUS_RATE,
+                         what, err, errcap);
         if (rc != SOTTO_OK)
             goto fail;
         total += got;
