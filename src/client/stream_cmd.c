@@ -214,14 +214,18 @@ static void usage(FILE *f)
         "or unreadable input.\n");
 }
 
-static int parse_num(const char *s, double lo, double hi, double *out)
+/* Reads --name's number, which must lie in lo..hi; prints why not and
+ * returns -1 otherwise. */
+static int opt_num(const char *name, const char *s, double lo, double hi, double *out)
 {
     char *end;
     double v;
     errno = 0;
     v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "sotto: --%s must be a number in %g..%g\n", name, lo, hi);
         return -1;
+    }
     *out = v;
     return 0;
 }
@@ -288,19 +292,15 @@ int sotto_cli_stream_main(int argc, char **argv)
             }
             break;
         case OPT_BITRATE:
-            if (parse_num(optarg, 6000, 510000, &v) != 0) {
-                fprintf(stderr, "sotto: --bitrate must be 6000..510000\n");
+            if (opt_num("bitrate", optarg, 6000, 510000, &v) != 0)
                 return SOTTO_EXIT_USAGE;
-            }
             o.bitrate = (int)v;
             break;
         case OPT_REALTIME: o.realtime = 1; break;
         case OPT_FAST: o.realtime = 0; break;
         case OPT_RATE:
-            if (parse_num(optarg, 8000, 192000, &v) != 0) {
-                fprintf(stderr, "sotto: --rate must be 8000..192000\n");
+            if (opt_num("rate", optarg, 8000, 192000, &v) != 0)
                 return SOTTO_EXIT_USAGE;
-            }
             src.rate = (int)v;
             break;
         case OPT_DEVICE: src.device = optarg; break;
@@ -311,17 +311,13 @@ int sotto_cli_stream_main(int argc, char **argv)
         case OPT_TS: o.timestamps = 1; break;
         case OPT_RECONNECT: o.reconnect = 1; break;
         case OPT_ATTEMPTS:
-            if (parse_num(optarg, 1, 1000, &v) != 0) {
-                fprintf(stderr, "sotto: --attempts must be 1..1000\n");
+            if (opt_num("attempts", optarg, 1, 1000, &v) != 0)
                 return SOTTO_EXIT_USAGE;
-            }
             o.max_attempts = (int)v;
             break;
         case OPT_TIMEOUT:
-            if (parse_num(optarg, 1, 3600, &v) != 0) {
-                fprintf(stderr, "sotto: --timeout must be 1..3600 seconds\n");
+            if (opt_num("timeout", optarg, 1, 3600, &v) != 0)
                 return SOTTO_EXIT_USAGE;
-            }
             o.timeout = v;
             break;
         case 'q': quiet = 1; break;
