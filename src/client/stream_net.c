@@ -191,25 +191,37 @@ static int64_t due_until(net *n, int *eof)
     return end;
 }
 
-/* Whether there is something to write: a message of audio, or the end. */
-static int want_write(net *n)
+/* What the connection should write next. */
+enum next_write { W_NONE, W_CONFIG, W_AUDIO, W_FINISH };
+
+static enum next_write next_write(net *n, int64_t *due, int *eof)
 {
-    int eof;
-    int64_t due = due_until(n, &eof);
     int64_t batch = n->o->opus ? NET_OPUS_FRAME : NET_PCM_CHUNK;
     /* Nothing goes out before the server's `ready`: a server that refuses
      * the stream closes at once, and data of ours arriving at a socket it
      * has closed would make its kernel answer with a reset, which can
      * destroy the close frame (and its reason) before we read it. */
     if (!n->tcp && !n->got_ready)
-        return 0;
-    if (!n->config_sent && !n->tcp)
-        return 1;
+        return W_NONE;
+    if (!n->tcp && !n->config_sent)
+        return W_CONFIG;
     if (n->finish_sent)
-        return 0;
-    if (due - n->sent >= batch || (eof && due > n->sent))
-        return 1;
-    return (eof && due <= n->sent) || n->interrupted;
+        return W_NONE;
+    *due = due_until(n, eof);
+    /* A whole message of audio, or what is left at the end. */
+    if (*due - n->sent >= batch || (*eof && *due > n->sent))
+        return W_AUDIO;
+    /* Everything is sent, or the user asked to stop: the final flush. */
+    if ((*eof && *due <= n->sent) || n->interrupted)
+        return W_FINISH;
+    return W_NONE;
+}
+
+static int want_write(net *n)
+{
+    int64_t due;
+    int eof;
+    return next_write(n, &due, &eof) != W_NONE;
 }
 
 static int write_config(net *n, struct lws *wsi)
@@ -243,56 +255,56 @@ static int write_config(net *n, struct lws *wsi)
     return rc;
 }
 
-/* Writes one message (or one chunk of TCP bytes).  Returns 0, or -1 to
+/* Writes one message (or one chunk of TCP bytes): audio is sent in PCM
+ * messages of up to NET_PCM_CHUNK samples or in Opus packets of
+ * NET_OPUS_FRAME (the last one padded with silence).  Returns 0, or -1 to
  * drop the connection. */
 static int write_some(net *n, struct lws *wsi)
 {
-    int eof;
-    int64_t due;
+    int eof = 0;
+    int64_t due = 0;
     unsigned char *p = n->tx + LWS_PRE;
+    int16_t pcm[NET_PCM_CHUNK];
+    size_t i, got;
 
-    if (!n->tcp && !n->got_ready)
+    switch (next_write(n, &due, &eof)) {
+    case W_NONE:
         return 0;
-    if (!n->tcp && !n->config_sent) {
+    case W_CONFIG:
         if (write_config(n, wsi) != 0)
             return -1;
-        goto more;
-    }
-    if (n->finish_sent)
-        return 0;
-    due = due_until(n, &eof);
-    if (n->o->opus && (due - n->sent >= NET_OPUS_FRAME || (eof && due > n->sent))) {
-        int16_t frame[NET_OPUS_FRAME] = { 0 };
-        size_t got = sotto_cli_journal_read(n->j, n->sent, frame, NET_OPUS_FRAME);
-        opus_int32 len;
+        break;
+    case W_AUDIO:
+        got = sotto_cli_journal_read(n->j, n->sent, pcm,
+                                     n->o->opus ? NET_OPUS_FRAME : NET_PCM_CHUNK);
         if ((int64_t)got > due - n->sent)
             got = (size_t)(due - n->sent);
-        memset(frame + got, 0, (NET_OPUS_FRAME - got) * sizeof *frame);
-        len = opus_encode(n->enc, frame, NET_OPUS_FRAME, p, NET_OPUS_MAX_PACKET);
-        if (len < 0) {
-            sotto_cli_out_note(n->out, "opus: %s", opus_strerror(len));
-            finish_run(n, SOTTO_EXIT_FAIL);
-            return -1;
-        }
-        if (lws_write(wsi, p, (size_t)len, LWS_WRITE_BINARY) < len)
-            return -1;
-        n->sent += (int64_t)got;
-    } else if (!n->o->opus && (due - n->sent >= NET_PCM_CHUNK || (eof && due > n->sent))) {
-        int16_t pcm[NET_PCM_CHUNK];
-        size_t i, got = sotto_cli_journal_read(n->j, n->sent, pcm, NET_PCM_CHUNK);
-        if ((int64_t)got > due - n->sent)
-            got = (size_t)(due - n->sent);
-        for (i = 0; i < got; i++) {
-            p[2 * i] = (unsigned char)(pcm[i] & 0xff);
-            p[2 * i + 1] = (unsigned char)((uint16_t)pcm[i] >> 8);
-        }
         if (got == 0)
             return 0;
-        if (lws_write(wsi, p, 2 * got, n->tcp ? LWS_WRITE_RAW : LWS_WRITE_BINARY) < (int)(2 * got))
-            return -1;
+        if (n->o->opus) {
+            opus_int32 len;
+            memset(pcm + got, 0, (NET_OPUS_FRAME - got) * sizeof *pcm);
+            len = opus_encode(n->enc, pcm, NET_OPUS_FRAME, p, NET_OPUS_MAX_PACKET);
+            if (len < 0) {
+                sotto_cli_out_note(n->out, "opus: %s", opus_strerror(len));
+                finish_run(n, SOTTO_EXIT_FAIL);
+                return -1;
+            }
+            if (lws_write(wsi, p, (size_t)len, LWS_WRITE_BINARY) < len)
+                return -1;
+        } else {
+            for (i = 0; i < got; i++) {
+                p[2 * i] = (unsigned char)(pcm[i] & 0xff);
+                p[2 * i + 1] = (unsigned char)((uint16_t)pcm[i] >> 8);
+            }
+            if (lws_write(wsi, p, 2 * got, n->tcp ? LWS_WRITE_RAW : LWS_WRITE_BINARY) <
+                (int)(2 * got))
+                return -1;
+        }
         n->sent += (int64_t)got;
-    } else if ((eof && due <= n->sent) || n->interrupted) {
-        /* Everything is sent (or the user asked to stop): the final flush. */
+        n->last_activity = now_s();
+        break;
+    case W_FINISH:
         if (eof && due == 0 && !n->interrupted) {
             sotto_cli_out_note(n->out, "the source ended without a single sample");
             finish_run(n, SOTTO_EXIT_USAGE);
@@ -311,11 +323,7 @@ static int write_some(net *n, struct lws *wsi)
         }
         n->finish_sent = 1;
         return 0;
-    } else {
-        return 0;
     }
-    n->last_activity = now_s();
-more:
     if (want_write(n))
         lws_callback_on_writable(wsi);
     return 0;
@@ -574,8 +582,7 @@ static void opened(net *n, struct lws *wsi)
 static void service(net *n)
 {
     double t = now_s();
-    int64_t end;
-    int eof, err;
+    int err;
 
     if (n->phase == PH_DONE)
         return;
@@ -591,15 +598,10 @@ static void service(net *n)
             return;
         }
     }
-    sotto_cli_journal_state(n->j, &end, &eof, &err);
+    sotto_cli_journal_state(n->j, NULL, NULL, &err);
     if (err) {
         sotto_cli_out_note(n->out, "%s", n->j->err);
         finish_run(n, err);
-        return;
-    }
-    if (eof && end == 0) {
-        sotto_cli_out_note(n->out, "the source ended without a single sample");
-        finish_run(n, SOTTO_EXIT_USAGE);
         return;
     }
     if (n->phase == PH_RETRY && t >= n->retry_at)
