@@ -355,6 +355,21 @@ int sotto_stream_finish(sotto_stream *s);
 int sotto_stream_cancel(sotto_stream *s, int flush);
 
 /*
+ * Ends the current utterance where the input stands, and goes on taking
+ * audio (a push-to-talk release, a client's "commit" or "reset").  With
+ * flush, a last pass runs over the utterance's buffer and its pending
+ * words are committed, as at a pause; without it the pending words are
+ * dropped (a client's "clear": the words already sent in finals stay).
+ * Either way an utterance_end follows (unless the VAD judged the utterance
+ * a blip, shorter than vad_min_speech_ms with no words), and the next
+ * audio starts a new utterance.  Samples short of a whole VAD
+ * frame, and the resampler's few milliseconds of delay, go to the next
+ * utterance.  Nothing happens when no utterance is open.  SOTTO_EINVAL
+ * after finish or cancel.
+ */
+int sotto_stream_end_utterance(sotto_stream *s, int flush);
+
+/*
  * Takes the next event, if any: returns 1 and fills *ev, or 0 when there
  * is none.  Never blocks.  ev's strings and words stay valid until the next
  * sotto_stream_poll() or sotto_stream_destroy() on this stream.

@@ -1253,6 +1253,19 @@ int sotto_stream_cancel(sotto_stream *s, int flush)
     return 0;
 }
 
+int sotto_stream_end_utterance(sotto_stream *s, int flush)
+{
+    int rc;
+
+    if (s == NULL)
+        return SOTTO_EINVAL;
+    if (s->ended)
+        return refuse(s, SOTTO_EINVAL, "the stream has ended");
+    if ((rc = utt_end(s, flush, 0)) != 0)
+        return fail_internal(s, rc);
+    return 0;
+}
+
 int sotto_stream_poll(sotto_stream *s, sotto_event *ev)
 {
     stream_event *e;

@@ -290,6 +290,75 @@ static void test_endings(const sotto_model *m)
     sotto_stream_destroy(s);
 }
 
+/* sotto_stream_end_utterance: a cut mid-speech ends the utterance with
+ * its words, the stream goes on, and nothing is lost or repeated; a cut
+ * without flush drops only the pending words. */
+static void test_end_utterance(const sotto_model *m, const sotto_model *no_vad)
+{
+    /* In the pause after "fellow Americans" (2.22 s .. 3.0 s), before the
+     * VAD's 600 ms of silence would end the utterance itself. */
+    const size_t cut = (size_t)(2.5 * SOTTO_SAMPLE_RATE);
+    sotto_stream *s = NULL;
+    char err[256];
+    run r;
+
+    for (int k = 0; k < 2; k++) {
+        /* Without VAD (k 1) nothing ends an utterance but the cut. */
+        sotto_stream_params p = sotto_stream_default_params();
+        p.vad = k == 0;
+        run_init(&r);
+        CHECK_INT_EQ(sotto_stream_create(k ? no_vad : m, &p, &s, err, sizeof err), 0);
+        if (s == NULL)
+            return;
+        /* Nothing open yet: a no-op. */
+        CHECK_INT_EQ(sotto_stream_end_utterance(s, 1), 0);
+        for (size_t at = 0; at < cut; at += 8000) {
+            CHECK_INT_EQ(sotto_stream_feed(s, jfk + at, 8000, 0), 0);
+            drain(s, &r);
+        }
+        CHECK_INT_EQ(sotto_stream_end_utterance(s, 1), 0);
+        drain(s, &r);
+        CHECK(r.n_utt_ends >= 1);
+        CHECK(!r.open_utt);
+        CHECK(contains(r.finals, "and so my fellow americans"));
+        stream_all(s, jfk + cut, jfk_n - cut, 8000, &r);
+        CHECK(contains(r.finals, "and so my fellow americans ask not what your "
+                                 "country can do for you ask what you can do for "
+                                 "your country"));
+        CHECK(r.order_ok);
+        CHECK(!r.open_utt);
+        {
+            /* "country" twice in the sentence, no more: nothing repeated. */
+            char norm[4096];
+            const char *q = norm;
+            int n = 0;
+            normalize(r.finals, norm, sizeof norm);
+            while ((q = strstr(q, "country")) != NULL) {
+                n++;
+                q++;
+            }
+            CHECK_INT_EQ(n, 2);
+        }
+        CHECK_INT_EQ(sotto_stream_end_utterance(s, 1), SOTTO_EINVAL);
+        sotto_stream_destroy(s);
+    }
+
+    /* Without flush: the pending words go, later audio is transcribed. */
+    run_init(&r);
+    CHECK_INT_EQ(sotto_stream_create(m, NULL, &s, err, sizeof err), 0);
+    if (s == NULL)
+        return;
+    CHECK_INT_EQ(sotto_stream_feed(s, jfk, 16000 * 2, 0), 0);
+    drain(s, &r);
+    CHECK_INT_EQ(sotto_stream_end_utterance(s, 0), 0);
+    drain(s, &r);
+    CHECK(!r.open_utt);
+    CHECK(strstr(r.finals, "Americans") == NULL);
+    stream_all(s, jfk + 2 * cut, jfk_n - 2 * cut, 8000, &r);
+    CHECK(contains(r.finals, "what you can do for your country"));
+    sotto_stream_destroy(s);
+}
+
 /* Silence never reaches the encoder. */
 static void test_silence_is_gated(const sotto_model *m)
 {
@@ -568,6 +637,7 @@ int main(void)
     test_jfk_100ms(m);
     test_bad_input(m);
     test_endings(m);
+    test_end_utterance(m, no_vad);
     test_silence_is_gated(m);
     test_s16_48k(m);
     test_threads(m);
