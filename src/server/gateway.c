@@ -117,6 +117,12 @@ static int worker_send(sotto__gateway *g, gw_worker *w, int type,
     return 0;
 }
 
+static int send_cut(sotto__gateway *g, gw_worker *w, gw_stream *s, int how)
+{
+    const char *p = how == GW_CUT_CLEAR ? "{\"flush\":false}" : "{\"flush\":true}";
+    return worker_send(g, w, SOTTO__IPC_CUT, s->id, 0, p, strlen(p));
+}
+
 /* Sends OPEN for s to its worker: the configuration, and the commit state
  * when the stream is being resumed. */
 static int stream_open_on_worker(sotto__gateway *g, gw_stream *s)
@@ -189,9 +195,12 @@ static int stream_open_on_worker(sotto__gateway *g, gw_stream *s)
     s->opened = 1;
     s->finish_sent = 0;
     /* Replay every chunk still kept, in order. */
-    for (gw_chunk *c = s->head; c != NULL; c = c->next)
+    for (gw_chunk *c = s->head; c != NULL; c = c->next) {
         if (worker_send(g, w, SOTTO__IPC_AUDIO, s->id, c->seq, c->data, c->len) != 0)
             goto fail;
+        if (c->cut && send_cut(g, w, s, c->cut) != 0)
+            goto fail;
+    }
     if (s->finishing) {
         worker_send(g, w, SOTTO__IPC_FINISH, s->id, 0, NULL, 0);
         s->finish_sent = 1;
@@ -926,6 +935,7 @@ void sotto__gw_audio(sotto__gateway *g, gw_stream *s, const void *data, size_t l
     c->seq = s->next_seq++;
     c->arrived = s->last_rx;
     c->end_time = -1.0;
+    c->cut = 0;
     c->len = whole;
     if (s->tail != NULL)
         s->tail->next = c;
@@ -954,6 +964,19 @@ void sotto__gw_audio(sotto__gateway *g, gw_stream *s, const void *data, size_t l
         s->paused = 1;
         lws_rx_flow_control(s->wsi, 0);
     }
+}
+
+void sotto__gw_cut(sotto__gateway *g, gw_stream *s, int how)
+{
+    if (s->finishing || s->done)
+        return;
+    /* The mark makes a replay cut at the same place; with no chunk kept,
+     * the audio before the cut is all committed or forgotten, and a
+     * replay starts after it anyway. */
+    if (s->tail != NULL)
+        s->tail->cut = how;
+    if (s->worker >= 0 && s->opened)
+        send_cut(g, &g->workers[s->worker], s, how);
 }
 
 void sotto__gw_finish(sotto__gateway *g, gw_stream *s, int code, const char *reason)

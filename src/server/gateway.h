@@ -51,6 +51,7 @@
 
 enum gw_kind { GW_WS = 1, GW_TCP = 2 };
 enum gw_format { GW_S16 = 1, GW_F32 = 2, GW_OPUS = 3 };
+enum gw_cut { GW_CUT_FLUSH = 1, GW_CUT_CLEAR = 2 };
 
 /* One audio chunk as the client sent it, kept until no stream needs it. */
 typedef struct gw_chunk {
@@ -59,6 +60,9 @@ typedef struct gw_chunk {
     double arrived;           /* sotto__now() when it came in */
     double end_time;          /* stream time at its end (from the ACK);
                                * < 0 until acknowledged */
+    int cut;                  /* the client ended the utterance after this
+                               * chunk: 0 no, GW_CUT_FLUSH, GW_CUT_CLEAR
+                               * (replayed as a CUT after it) */
     size_t len;
     unsigned char data[];
 } gw_chunk;
@@ -210,6 +214,9 @@ void sotto__gw_client_gone(sotto__gateway *g, gw_stream *s);
 /* Audio bytes from the client. */
 void sotto__gw_audio(sotto__gateway *g, gw_stream *s, const void *data,
                      size_t len);
+/* Ends the current utterance after the audio received so far (a
+ * client's commit, reset or clear; enum gw_cut) and goes on. */
+void sotto__gw_cut(sotto__gateway *g, gw_stream *s, int how);
 /* End of input: flush, then close with code/reason (WS). */
 void sotto__gw_finish(sotto__gateway *g, gw_stream *s, int code,
                       const char *reason);

@@ -61,6 +61,7 @@ const char *sotto__ipc_type_name(int type)
     case SOTTO__IPC_AUDIO: return "AUDIO";
     case SOTTO__IPC_FINISH: return "FINISH";
     case SOTTO__IPC_DROP: return "DROP";
+    case SOTTO__IPC_CUT: return "CUT";
     case SOTTO__IPC_READY: return "READY";
     case SOTTO__IPC_BEAT: return "BEAT";
     case SOTTO__IPC_EVENT: return "EVENT";

@@ -28,6 +28,10 @@
  *                   opus: one packet)
  *   FINISH  stream  end of input: flush, send the last events, then CLOSED
  *   DROP    stream  forget the stream at once (its client is gone)
+ *   CUT     stream  end the current utterance after the audio sent so far
+ *                   and go on (sotto_stream_end_utterance); JSON
+ *                   {"flush":true} commits its pending words after a last
+ *                   pass, {"flush":false} drops them
  *
  * Worker -> gateway
  *   READY   0       JSON {"pid":n,"model":"...","n_mels":n,"vad":bool},
@@ -66,6 +70,7 @@ enum sotto__ipc_type {
     SOTTO__IPC_AUDIO = 2,
     SOTTO__IPC_FINISH = 3,
     SOTTO__IPC_DROP = 4,
+    SOTTO__IPC_CUT = 5,
     SOTTO__IPC_READY = 16,
     SOTTO__IPC_BEAT = 17,
     SOTTO__IPC_EVENT = 18,

@@ -1117,6 +1117,32 @@ static int on_finish(worker *w, wstream *e)
     return send_json(w, SOTTO__IPC_CLOSED, id, 0, o);
 }
 
+/* CUT: ends the utterance after everything received before it. */
+static int on_cut(worker *w, wstream *e, const unsigned char *p, size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength((const char *)p, len);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "flush");
+    int flush = !cJSON_IsFalse(f), rc;
+
+    cJSON_Delete(o);
+    if (feed_pending(w, e) != 0)
+        return -1;
+    infer_begin(w, e->id);
+    rc = sotto_stream_end_utterance(e->s, flush);
+    infer_end(w);
+    if (rc != 0) {
+        sotto_stream_stats st;
+        const char *msg = sotto_stream_error(e->s);
+
+        sotto_stream_get_stats(e->s, &st);
+        if (send_error(w, e->id, rc, e->time_offset + st.audio_seconds,
+                       msg[0] != 0 ? msg : sotto_strerror(rc)) != 0)
+            return -1;
+    }
+    sotto__log(SOTTO_LOG_DEBUG, e->id, "utterance cut (%s)", flush ? "flush" : "clear");
+    return drain_events(w, e);
+}
+
 static int on_drop(worker *w, wstream *e)
 {
     uint32_t id = e->id;
@@ -1143,6 +1169,7 @@ static int on_message(worker *w, const sotto__ipc_hdr *h, const unsigned char *p
     case SOTTO__IPC_AUDIO:
     case SOTTO__IPC_FINISH:
     case SOTTO__IPC_DROP:
+    case SOTTO__IPC_CUT:
         break;
     default:
         sotto__log(SOTTO_LOG_ERROR, h->stream, "the gateway sent %s, which only "
@@ -1166,6 +1193,8 @@ static int on_message(worker *w, const sotto__ipc_hdr *h, const unsigned char *p
     }
     if (h->type == SOTTO__IPC_FINISH)
         return on_finish(w, e);
+    if (h->type == SOTTO__IPC_CUT)
+        return on_cut(w, e, p, h->len);
     return on_drop(w, e);
 }
 

@@ -35,6 +35,7 @@ static const msg all_types[] = {
     { SOTTO__IPC_AUDIO, 0xffffffffu, 0xffffffffu, SOTTO__IPC_MAX_PAYLOAD },
     { SOTTO__IPC_FINISH, 1, 0, 0 },
     { SOTTO__IPC_DROP, 2, 0, 0 },
+    { SOTTO__IPC_CUT, 2, 0, 14 },
     { SOTTO__IPC_READY, 0, 0, 60 },
     { SOTTO__IPC_BEAT, 0, 0, 0 },
     { SOTTO__IPC_BEAT, 7, 1234, 0 },
@@ -85,7 +86,8 @@ static void test_names_and_check(void)
     CHECK_STR_EQ(sotto__ipc_type_name(SOTTO__IPC_OPEN), "OPEN");
     CHECK_STR_EQ(sotto__ipc_type_name(SOTTO__IPC_CLOSED), "CLOSED");
     CHECK_STR_EQ(sotto__ipc_type_name(0), "?");
-    CHECK_STR_EQ(sotto__ipc_type_name(5), "?");
+    CHECK_STR_EQ(sotto__ipc_type_name(SOTTO__IPC_CUT), "CUT");
+    CHECK_STR_EQ(sotto__ipc_type_name(6), "?");
     CHECK_STR_EQ(sotto__ipc_type_name(99), "?");
 
     for (int k = 0; k < N_ALL; k++) {
@@ -106,7 +108,7 @@ static void test_names_and_check(void)
     } while (0)
 
     EXPECT_BAD(0, 0, 1, 0, "unknown");
-    EXPECT_BAD(5, 0, 1, 0, "unknown");
+    EXPECT_BAD(6, 0, 1, 0, "unknown");
     EXPECT_BAD(0xffff, 0, 1, 0, "unknown");
     EXPECT_BAD(SOTTO__IPC_AUDIO, 1, 1, 10, "flags");
     EXPECT_BAD(SOTTO__IPC_AUDIO, 0, 1, SOTTO__IPC_MAX_PAYLOAD + 1, "limit");
@@ -117,6 +119,7 @@ static void test_names_and_check(void)
     EXPECT_BAD(SOTTO__IPC_OPEN, 0, 0, 10, "stream");
     EXPECT_BAD(SOTTO__IPC_FINISH, 0, 0, 0, "stream");
     EXPECT_BAD(SOTTO__IPC_DROP, 0, 0, 0, "stream");
+    EXPECT_BAD(SOTTO__IPC_CUT, 0, 0, 0, "stream");
     EXPECT_BAD(SOTTO__IPC_ACK, 0, 0, 10, "stream");
     EXPECT_BAD(SOTTO__IPC_CLOSED, 0, 0, 10, "stream");
 #undef EXPECT_BAD
