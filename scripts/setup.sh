@@ -34,7 +34,8 @@ PKGS="build-essential pkg-config python3 python3-pip
       libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev
       libwebsockets-dev libinih-dev libopus-dev libopusfile-dev
       libasound2-dev"
-TEST_PKGS="clang libclang-rt-dev chromium chromium-driver python3-selenium"
+TEST_PKGS="clang libclang-rt-dev chromium chromium-driver python3-selenium
+           portaudio19-dev"
 
 missing=
 for p in $PKGS $( [ $want_test -eq 1 ] && echo $TEST_PKGS ); do
@@ -48,10 +49,19 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 
-# The server tests drive it with an independent WebSocket client.
+# The server tests drive it with an independent WebSocket client, and the
+# dialect tests with the other servers' own clients: OpenAI's Python
+# package, and WhisperLive's client without its server's GPU stack (what
+# its client module imports: websocket-client, PyAV, SciPy, and PyAudio,
+# built against portaudio19-dev).
 if [ $want_test -eq 1 ]; then
     python3 -c 'import websockets, numpy' 2>/dev/null ||
         python3 -m pip install -q websockets==15.0.1 numpy
+    python3 -c 'import openai, whisper_live.client' 2>/dev/null || {
+        python3 -m pip install -q openai==3.57.0 websocket-client==1.9.2 av==18.1.0 \
+            scipy==1.17.1 PyAudio==0.2.14 &&
+        python3 -m pip install -q --no-deps whisper-live==0.10.0
+    }
 fi
 
 make -j"$(nproc)"

@@ -30,6 +30,9 @@ python3 tests/stream/check_stream.py --sotto "$SOTTO" --model "$MODEL" --shared 
 # builds run the quick variant (shorter audio for the worker kill tests,
 # 20 abrupt clients instead of 200).
 python3 tests/server/test_serve.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
+# The other servers' protocols (vosk, WhisperLive, OpenAI Realtime), each
+# driven by its own client where one installs (scripts/setup.sh --test).
+python3 tests/server/test_dialects.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # The client, `sotto stream`, against live servers.
 python3 tests/client/test_stream.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # The live captions page (/) in headless Chromium, with Debian's

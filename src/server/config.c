@@ -94,6 +94,8 @@ void sotto__serve_config_defaults(sotto__serve_config *c)
     snprintf(c->listen, sizeof c->listen, "%s", "127.0.0.1");
     c->http_port = 8080;
     c->tcp_port = 43007;
+    c->vosk_port = 2700;
+    c->whisperlive_port = 9090;
     default_state_dir(c->state_dir, sizeof c->state_dir);
     c->max_streams = 8;
     c->max_frame = SOTTO__SERVE_MAX_FRAME;
@@ -278,6 +280,10 @@ int sotto__serve_config_set(sotto__serve_config *c, const char *key,
         return parse_int(k, v, 0, 65535, &c->http_port, err, errcap);
     if (strcmp(k, "tcp-port") == 0)
         return parse_int(k, v, -1, 65535, &c->tcp_port, err, errcap);
+    if (strcmp(k, "vosk-port") == 0)
+        return parse_int(k, v, -1, 65535, &c->vosk_port, err, errcap);
+    if (strcmp(k, "whisperlive-port") == 0)
+        return parse_int(k, v, -1, 65535, &c->whisperlive_port, err, errcap);
     if (strcmp(k, "state-dir") == 0)
         return parse_string(k, v, c->state_dir, sizeof c->state_dir, 0,
                             err, errcap);

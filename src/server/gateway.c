@@ -272,6 +272,10 @@ static void stream_free(sotto__gateway *g, gw_stream *s)
     }
     free(s->tcp_out);
     free(s->rx);
+    if (s->dl != NULL && s->dl->dx_free != NULL)
+        s->dl->dx_free(s->dx);
+    else
+        free(s->dx);
     free(s);
     g->n_streams--;
 }
@@ -284,16 +288,10 @@ static void stream_free(sotto__gateway *g, gw_stream *s)
 static void end_unplaced(sotto__gateway *g, gw_stream *s, const char *code,
                          const char *message, int close_code)
 {
-    char msg[384];
-    int len;
-
     if (s->done)
         return;
-    len = snprintf(msg, sizeof msg,
-                   "{\"type\":\"error\",\"seq\":%llu,\"code\":\"%s\",\"message\":\"%s\"}",
-                   (unsigned long long)++s->seq_out, code, message);
-    if (s->kind == GW_WS && s->wsi != NULL && len > 0 && (size_t)len < sizeof msg)
-        sotto__gw_send_json(g, s, msg, (size_t)len, 0);
+    if (s->kind == GW_WS && s->wsi != NULL)
+        s->dl->error(g, s, code, message);
     s->finishing = 1;
     s->done = 1;
     s->close_code = close_code;
@@ -390,6 +388,14 @@ static void committed_add(gw_stream *s, const char *text)
     s->committed[s->committed_n] = 0;
 }
 
+void sotto__gw_set_prompt(gw_stream *s, const char *text)
+{
+    s->committed_n = 0;
+    s->committed[0] = 0;
+    if (text != NULL && text[0] != 0)
+        committed_add(s, text);
+}
+
 static void resume_add(gw_stream *s, const char *text, double start,
                        double end, double prob)
 {
@@ -466,7 +472,6 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
 {
     cJSON *ev = cJSON_ParseWithLength((const char *)p, len);
     const char *type, *text;
-    char *out = NULL;
     int partial;
 
     if (ev == NULL || (type = str(ev, "type")) == NULL) {
@@ -508,14 +513,9 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
         sotto__log(SOTTO_LOG_WARN, s->id, "stream error: %s",
                    str(ev, "message") ? str(ev, "message") : "?");
     }
-    if (s->kind == GW_WS && s->wsi != NULL) {
-        cJSON_DeleteItemFromObjectCaseSensitive(ev, "seq");
-        cJSON_AddNumberToObject(ev, "seq", (double)++s->seq_out);
-        if ((out = cJSON_PrintUnformatted(ev)) != NULL)
-            sotto__gw_send_json(g, s, out, strlen(out), partial);
-    }
+    if (s->kind == GW_WS && s->wsi != NULL)
+        s->dl->event(g, s, ev);
 done:
-    free(out);
     cJSON_Delete(ev);
 }
 
@@ -524,10 +524,12 @@ static void on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
 {
     cJSON *a = cJSON_ParseWithLength((const char *)p, len);
     double t, keep_from;
+    int cut;
 
     if (a == NULL)
         return;
     t = num(a, "audio_time", -1);
+    cut = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "cut"));
     /* Keep a small margin before what the stream says it may need, for the
      * resampler's delay.  Not more: audio from further back is the tail of
      * an ended utterance, and tiny.en turns such a fragment into loops. */
@@ -558,6 +560,12 @@ static void on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
             s->tail = NULL;
         free(c);
     }
+    if (s->kind == GW_WS && s->wsi != NULL) {
+        if (s->dl->acked != NULL)
+            s->dl->acked(g, s, seq);
+        if (cut && s->dl->cut_done != NULL)
+            s->dl->cut_done(g, s);
+    }
 }
 
 static void on_closed(sotto__gateway *g, gw_stream *s, const unsigned char *p,
@@ -569,8 +577,10 @@ static void on_closed(sotto__gateway *g, gw_stream *s, const unsigned char *p,
     sotto__log(SOTTO_LOG_INFO, s->id, "stream closed by worker%d: %s%s%s", s->worker,
                reason ? reason : "?", o && str(o, "message") ? ": " : "",
                o && str(o, "message") ? str(o, "message") : "");
-    cJSON_Delete(o);
     unplace(g, s);
+    if (s->kind == GW_WS && s->wsi != NULL && s->dl->closing != NULL)
+        s->dl->closing(g, s, reason ? reason : "?");
+    cJSON_Delete(o);
     s->done = 1;
     if (s->wsi == NULL) {
         stream_free(g, s);
@@ -850,7 +860,8 @@ static int cb_ctl(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 /* ---- streams (called by gateway_net.c) ---------------------------------- */
 
-gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi)
+gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi,
+                                const gw_dialect *dl)
 {
     gw_stream *s = calloc(1, sizeof *s);
 
@@ -858,6 +869,9 @@ gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi)
         return NULL;
     s->id = ++g->next_id ? g->next_id : ++g->next_id;
     s->kind = kind;
+    s->dl = dl;
+    s->proto = dl != NULL ? dl->proto : GW_PROTO_TCP;
+    g->m.proto_streams[s->proto]++;
     s->wsi = wsi;
     s->format = GW_S16;
     s->rate = SOTTO_SAMPLE_RATE;
@@ -1180,6 +1194,30 @@ static struct lws *adopt(sotto__gateway *g, int fd, const char *proto)
     return lws_adopt_descriptor_vhost(g->vh_raw, LWS_ADOPT_RAW_FILE_DESC, u, proto, NULL);
 }
 
+/* A listener whose WebSocket upgrades, on any path, speak one dialect
+ * (dialect_of in gateway_net.c tells them by their vhost). */
+static int dialect_vhost(sotto__gateway *g, const char *name, int port,
+                         struct lws_vhost **vh, int *bound)
+{
+    struct lws_context_creation_info info;
+
+    memset(&info, 0, sizeof info);
+    info.vhost_name = name;
+    info.port = port;
+    info.iface = g->c->listen;
+    info.protocols = sotto__gw_protocols;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.keepalive_timeout = 5;
+    info.timeout_secs = 20;
+    if ((*vh = lws_create_vhost(g->ctx, &info)) == NULL) {
+        sotto__log(SOTTO_LOG_ERROR, 0, "cannot listen on %s:%d for the %s protocol "
+                   "(--%s-port, -1 turns it off)", g->c->listen, port, name, name);
+        return -1;
+    }
+    *bound = lws_get_vhost_listen_port(*vh);
+    return 0;
+}
+
 int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
 {
     struct lws_context_creation_info info;
@@ -1223,6 +1261,15 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
         goto fail;
     }
     g->http_port = lws_get_vhost_listen_port(g->vh_http);
+    /* The dialects' own ports, for clients that cannot choose a path. */
+    g->vosk_port = g->wl_port = -1;
+    if ((c->vosk_port >= 0 && dialect_vhost(g, "vosk", c->vosk_port, &g->vh_vosk,
+                                            &g->vosk_port) != 0) ||
+        (c->whisperlive_port >= 0 &&
+         dialect_vhost(g, "whisperlive", c->whisperlive_port, &g->vh_wl, &g->wl_port) != 0)) {
+        rc = SOTTO__EXIT_FATAL;
+        goto fail;
+    }
     /* A vhost without a listener for the raw descriptors. */
     memset(&info, 0, sizeof info);
     info.vhost_name = "raw";
@@ -1253,11 +1300,14 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
         m.type = SOTTO__CTL_LISTENING;
         m.http_port = g->http_port;
         m.tcp_port = c->tcp_port >= 0 ? g->tcp_port : -1;
+        m.vosk_port = g->vosk_port;
+        m.whisperlive_port = g->wl_port;
         if (sotto__ctl_send(ctl, &m, -1) != 0)
             goto fail;
     }
-    sotto__log(SOTTO_LOG_INFO, 0, "gateway up: http %s:%d, tcp %s:%d", c->listen,
-               g->http_port, c->listen, c->tcp_port >= 0 ? g->tcp_port : -1);
+    sotto__log(SOTTO_LOG_INFO, 0, "gateway up: http %s:%d, tcp %d, vosk %d, whisperlive %d",
+               c->listen, g->http_port, c->tcp_port >= 0 ? g->tcp_port : -1,
+               g->vosk_port, g->wl_port);
     lws_sul_schedule(g->ctx, 0, &g->tick, tick, SOTTO__GW_TICK_US);
     while (!g->quit)
         if (lws_service(g->ctx, 0) < 0)

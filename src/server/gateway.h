@@ -6,6 +6,8 @@
  * gateway_net.c  the client protocols: WebSocket (/v1/stream), raw TCP,
  *                the HTTP operations endpoints (/health, /ready,
  *                /metrics) and the live captions page (/);
+ * gateway_dialect.c  the other servers' WebSocket protocols (vosk,
+ *                WhisperLive, OpenAI Realtime), each a gw_dialect;
  * web.c          the page's bytes, built in from src/server/web/index.html.
  *
  * Everything here is touched by the gateway's one thread only.
@@ -25,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <libwebsockets.h>
 
 #include "server/ipc.h"
@@ -50,6 +53,11 @@
 #define SOTTO__GW_TICK_US 100000
 
 enum gw_kind { GW_WS = 1, GW_TCP = 2 };
+/* The protocols, for /metrics' protocol label. */
+enum gw_proto {
+    GW_PROTO_NATIVE = 0, GW_PROTO_TCP, GW_PROTO_VOSK, GW_PROTO_WHISPERLIVE,
+    GW_PROTO_REALTIME, GW_N_PROTO
+};
 enum gw_format { GW_S16 = 1, GW_F32 = 2, GW_OPUS = 3 };
 enum gw_cut { GW_CUT_FLUSH = 1, GW_CUT_CLEAR = 2 };
 
@@ -81,10 +89,16 @@ typedef struct gw_word {
     char text[64];
 } gw_word;
 
+struct gw_dialect;
+typedef struct sotto__gateway sotto__gateway;
+
 typedef struct gw_stream {
     struct gw_stream *next;   /* in gw->streams */
     uint32_t id;
     int kind;                 /* enum gw_kind */
+    int proto;                /* enum gw_proto */
+    const struct gw_dialect *dl;  /* WS: the protocol spoken */
+    void *dx;                 /* the dialect's state (dl->dx_free frees) */
     struct lws *wsi;          /* the client; NULL once it is gone */
 
     /* Configuration (WS: from the client's config message). */
@@ -147,6 +161,51 @@ typedef struct gw_stream {
     int rx_binary, rx_over;
 } gw_stream;
 
+/*
+ * A WebSocket protocol: how a client's messages become stream operations
+ * and how the worker's events (the native JSON events, ipc.h) become the
+ * client's messages.  Every dialect shares the rest: placement, replay
+ * after a worker death, limits, the drain, and the metrics.
+ */
+typedef struct gw_dialect {
+    const char *name;         /* "native", "vosk" ... (logs, /metrics) */
+    int proto;                /* enum gw_proto */
+    /* The connection is up and admitted: the greeting, if any. */
+    void (*opened)(sotto__gateway *g, gw_stream *s);
+    /* A whole text or binary message from the client. */
+    void (*text)(sotto__gateway *g, gw_stream *s, const char *t, size_t len);
+    void (*binary)(sotto__gateway *g, gw_stream *s, const unsigned char *p,
+                   size_t len);
+    /* A worker event, after the gateway's own bookkeeping. */
+    void (*event)(sotto__gateway *g, gw_stream *s, cJSON *ev);
+    /* The worker took the chunks up to seq, and sent their events first
+     * (NULL: not needed). */
+    void (*acked)(sotto__gateway *g, gw_stream *s, uint32_t seq);
+    /* A CUT the client asked for is done, its events sent (NULL ok). */
+    void (*cut_done)(sotto__gateway *g, gw_stream *s);
+    /* The stream ended in the worker ("finished", "error" ...): the last
+     * messages before the close (NULL ok). */
+    void (*closing)(sotto__gateway *g, gw_stream *s, const char *reason);
+    /* Tell the client that something it did failed; the stream goes on
+     * unless the caller closes it. */
+    void (*error)(sotto__gateway *g, gw_stream *s, const char *code,
+                  const char *message);
+    /* A refusal before any stream exists (capacity, draining): renders
+     * the message to send before closing into buf, or returns 0 to close
+     * at once.  first is the client's first message when the dialect
+     * waits for it (refuse_after_first), else NULL. */
+    size_t (*refusal)(char *buf, size_t cap, const char *why, const char *first,
+                      size_t first_len);
+    int refuse_after_first;   /* WhisperLive: its refusal echoes the uid */
+    int text_audio;           /* audio comes base64 in text messages, so
+                               * these may be as long as max-frame's
+                               * base64 (Realtime) */
+    void (*dx_free)(void *dx);
+} gw_dialect;
+
+extern const gw_dialect sotto__gw_native, sotto__gw_vosk, sotto__gw_whisperlive,
+                        sotto__gw_realtime;
+
 typedef struct gw_worker {
     int slot;
     int pid, generation;
@@ -178,13 +237,15 @@ typedef struct gw_metrics {
     double infer_sum;
     uint64_t commit_hist[SOTTO__GW_HIST_BUCKETS], commit_count;
     double commit_sum;
+    uint64_t proto_streams[GW_N_PROTO], proto_rejected[GW_N_PROTO];
 } gw_metrics;
 
-typedef struct sotto__gateway {
+struct sotto__gateway {
     const sotto__serve_config *c;
     struct lws_context *ctx;
     struct lws_vhost *vh_http, *vh_raw;
-    int http_port, tcp_port;
+    struct lws_vhost *vh_vosk, *vh_wl;   /* the dialects' own ports */
+    int http_port, tcp_port, vosk_port, wl_port;
     int tcp_listen_fd;
     struct lws *tcp_listen_wsi;
     int ctl, life;
@@ -202,18 +263,22 @@ typedef struct sotto__gateway {
     lws_sorted_usec_list_t rearm;  /* re-requests POLLOUT, see gateway.c */
     int rearm_due;
     gw_metrics m;
-} sotto__gateway;
+};
 
 /* gateway.c: used by gateway_net.c. */
 /* Appends len bytes to a growable buffer; 0, or -1 when out of memory. */
 int sotto__gw_buf_add(unsigned char **b, size_t *n, size_t *cap, const void *d,
                       size_t len);
-gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi);
+gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi,
+                                const gw_dialect *dl);
 /* The client is gone: forget the stream (the worker is told to drop it). */
 void sotto__gw_client_gone(sotto__gateway *g, gw_stream *s);
 /* Audio bytes from the client. */
 void sotto__gw_audio(sotto__gateway *g, gw_stream *s, const void *data,
                      size_t len);
+/* Makes text the stream's prompt (a client's initial prompt): the text
+ * "before" the stream, as the committed text is on a resume. */
+void sotto__gw_set_prompt(gw_stream *s, const char *text);
 /* Ends the current utterance after the audio received so far (a
  * client's commit, reset or clear; enum gw_cut) and goes on. */
 void sotto__gw_cut(sotto__gateway *g, gw_stream *s, int how);
@@ -223,6 +288,8 @@ void sotto__gw_finish(sotto__gateway *g, gw_stream *s, int code,
 /* Queues a JSON event text (WS) for the client. */
 void sotto__gw_send_json(sotto__gateway *g, gw_stream *s, const char *json,
                          size_t len, int partial);
+/* The same for a cJSON object, which it deletes. */
+void sotto__gw_send_cjson(sotto__gateway *g, gw_stream *s, cJSON *o, int partial);
 /* Number of ready, live workers that are not stuck. */
 int sotto__gw_workers_healthy(const sotto__gateway *g);
 /* Whether a new stream may be admitted; reason gets why not. */

@@ -33,9 +33,18 @@
 #include "sotto.h"
 #include "server/gateway.h"
 
+/* Longest refusal message a dialect sends before closing. */
+#define GW_MAX_REFUSAL 512
+
 /* Per-connection data of the "sotto" protocol (HTTP and WebSocket). */
 typedef struct gw_pss {
     gw_stream *st;            /* WebSocket streams */
+    /* A WebSocket refused at admission: its dialect, why, and the message
+     * to send before the close (refusal_len 0: none yet or none due). */
+    const gw_dialect *refused_dl;
+    const char *refused_why;
+    char refusal[LWS_PRE + GW_MAX_REFUSAL];
+    size_t refusal_len;
     /* HTTP response waiting for HTTP_WRITEABLE. */
     char *body;               /* [LWS_PRE + body_len] */
     size_t body_len;
@@ -125,6 +134,18 @@ void sotto__gw_send_json(sotto__gateway *g, gw_stream *s, const char *json,
     s->out_bytes += len;
     g->m.events_out++;
     lws_callback_on_writable(s->wsi);
+}
+
+void sotto__gw_send_cjson(sotto__gateway *g, gw_stream *s, cJSON *o, int partial)
+{
+    char *t;
+
+    if (o == NULL)
+        return;
+    if ((t = cJSON_PrintUnformatted(o)) != NULL)
+        sotto__gw_send_json(g, s, t, strlen(t), partial);
+    free(t);
+    cJSON_Delete(o);
 }
 
 /* An error event to a WebSocket client (the stream goes on). */
@@ -232,12 +253,15 @@ static int apply_config(sotto__gateway *g, gw_stream *s, const cJSON *o)
     return 0;
 }
 
-/* A complete text message from the client. */
+/* A complete text message from the client (ignored after finish). */
 static void ws_text(sotto__gateway *g, gw_stream *s, const char *t, size_t len)
 {
-    cJSON *o = cJSON_ParseWithLength(t, len);
+    cJSON *o;
     const cJSON *type;
 
+    if (s->finishing || s->done)
+        return;
+    o = cJSON_ParseWithLength(t, len);
     if (o == NULL || !cJSON_IsObject(o)) {
         send_error(g, s, "bad_json", "text messages must be JSON objects");
         goto done;
@@ -260,6 +284,38 @@ done:
     cJSON_Delete(o);
 }
 
+static void ws_binary(sotto__gateway *g, gw_stream *s, const unsigned char *p, size_t len)
+{
+    if (s->finishing || s->done)
+        send_error(g, s, "after_finish", "audio after finish is ignored");
+    else
+        sotto__gw_audio(g, s, p, len);
+}
+
+/* A worker event goes to the client as it is, renumbered. */
+static void ws_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
+{
+    char *out;
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "type"));
+
+    cJSON_DeleteItemFromObjectCaseSensitive(ev, "seq");
+    cJSON_AddNumberToObject(ev, "seq", (double)++s->seq_out);
+    if ((out = cJSON_PrintUnformatted(ev)) != NULL)
+        sotto__gw_send_json(g, s, out, strlen(out),
+                            type != NULL && strcmp(type, "partial") == 0);
+    free(out);
+}
+
+const gw_dialect sotto__gw_native = {
+    .name = "native",
+    .proto = GW_PROTO_NATIVE,
+    .opened = send_ready,
+    .text = ws_text,
+    .binary = ws_binary,
+    .event = ws_event,
+    .error = send_error,
+};
+
 static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
                       const void *in, size_t len)
 {
@@ -270,7 +326,9 @@ static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
         s->rx_over = 0;
         s->rx_binary = lws_frame_is_binary(wsi);
     }
-    limit = s->rx_binary ? g->c->max_frame : SOTTO__SERVE_MAX_CONTROL;
+    limit = s->rx_binary ? g->c->max_frame
+            : s->dl->text_audio ? g->c->max_frame / 3 * 4 + SOTTO__SERVE_MAX_CONTROL
+                                : SOTTO__SERVE_MAX_CONTROL;
     if (s->rx_n + len > limit) {
         sotto__log(SOTTO_LOG_WARN, s->id, "message over %zu bytes; closing with 1009", limit);
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
@@ -281,15 +339,10 @@ static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
         return -1;
     if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
         return 0;
-    if (s->finishing || s->done) {
-        if (s->rx_binary)
-            send_error(g, s, "after_finish", "audio after finish is ignored");
-        return 0;
-    }
     if (s->rx_binary)
-        sotto__gw_audio(g, s, s->rx, s->rx_n);
+        s->dl->binary(g, s, s->rx, s->rx_n);
     else
-        ws_text(g, s, (const char *)s->rx, s->rx_n);
+        s->dl->text(g, s, (const char *)s->rx, s->rx_n);
     s->rx_n = 0;
     return 0;
 }
@@ -379,6 +432,29 @@ size_t sotto__gw_metrics_render(const sotto__gateway *g, char *b, size_t cap)
             "sotto_streams_rejected_total{reason=\"capacity\"} %llu\n"
             "sotto_streams_rejected_total{reason=\"other\"} %llu\n",
             (unsigned long long)m->rejected_capacity, (unsigned long long)m->rejected_other);
+    {
+        static const char *const names[GW_N_PROTO] = {
+            "native", "tcp", "vosk", "whisperlive", "realtime"
+        };
+        int active[GW_N_PROTO] = { 0 };
+        for (const gw_stream *s = g->streams; s != NULL; s = s->next)
+            active[s->proto]++;
+        n = put(b, cap, n, "# HELP sotto_protocol_streams_active Streams open now, by "
+                "protocol.\n# TYPE sotto_protocol_streams_active gauge\n");
+        for (int i = 0; i < GW_N_PROTO; i++)
+            n = put(b, cap, n, "sotto_protocol_streams_active{protocol=\"%s\"} %d\n",
+                    names[i], active[i]);
+        n = put(b, cap, n, "# HELP sotto_protocol_streams_total Streams accepted, by "
+                "protocol.\n# TYPE sotto_protocol_streams_total counter\n");
+        for (int i = 0; i < GW_N_PROTO; i++)
+            n = put(b, cap, n, "sotto_protocol_streams_total{protocol=\"%s\"} %llu\n",
+                    names[i], (unsigned long long)m->proto_streams[i]);
+        n = put(b, cap, n, "# HELP sotto_protocol_rejected_total Streams refused, by "
+                "protocol.\n# TYPE sotto_protocol_rejected_total counter\n");
+        for (int i = 0; i < GW_N_PROTO; i++)
+            n = put(b, cap, n, "sotto_protocol_rejected_total{protocol=\"%s\"} %llu\n",
+                    names[i], (unsigned long long)m->proto_rejected[i]);
+    }
     GAUGE("sotto_workers_ready", "Workers ready.", "%d", ready);
     GAUGE("sotto_workers_healthy", "Workers ready, beating and not stuck.", "%d",
           sotto__gw_workers_healthy(g));
@@ -556,6 +632,71 @@ static int http_request(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const c
 
 /* ---- the "sotto" protocol callback (HTTP and WebSocket) ----------------- */
 
+/* The protocol of a WebSocket upgrade: by its port, else by its path;
+ * NULL for none. */
+static const gw_dialect *dialect_of(sotto__gateway *g, struct lws *wsi)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    char uri[128], intent[32];
+
+    if (vh != NULL && vh == g->vh_vosk)
+        return &sotto__gw_vosk;
+    if (vh != NULL && vh == g->vh_wl)
+        return &sotto__gw_whisperlive;
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+        return NULL;
+    if (strcmp(uri, "/v1/stream") == 0)
+        return &sotto__gw_native;
+    if (strcmp(uri, "/vosk") == 0)
+        return &sotto__gw_vosk;
+    if (strcmp(uri, "/whisperlive") == 0)
+        return &sotto__gw_whisperlive;
+    if (strcmp(uri, "/v1/realtime") == 0) {
+        /* Only transcription sessions: a conversation needs a language
+         * model sotto does not have. */
+        if (lws_get_urlarg_by_name(wsi, "intent=", intent, sizeof intent) != NULL &&
+            strcmp(intent, "intent=transcription") != 0 &&
+            strcmp(intent, "transcription") != 0)
+            return NULL;
+        return &sotto__gw_realtime;
+    }
+    return NULL;
+}
+
+static int close_refused(struct lws *wsi, const char *why)
+{
+    lws_close_reason(wsi, strcmp(why, "draining") == 0 ? LWS_CLOSE_STATUS_GOINGAWAY
+                                                       : (enum lws_close_status)1013,
+                     (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+/* A WebSocket the gateway cannot take: each dialect says "busy" its own
+ * way (a message, then the close), or just closes with 1013 / 1001. */
+static int refuse(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const gw_dialect *dl,
+                  const char *why)
+{
+    if (strcmp(why, "capacity") == 0)
+        g->m.rejected_capacity++;
+    else
+        g->m.rejected_other++;
+    g->m.proto_rejected[dl->proto]++;
+    sotto__log(SOTTO_LOG_WARN, 0, "stream refused (%s): %s", dl->name, why);
+    pss->st = NULL;
+    if (dl->refusal == NULL)
+        return close_refused(wsi, why);
+    pss->refused_dl = dl;
+    pss->refused_why = why;
+    if (dl->refuse_after_first) {
+        /* Wait a little for the first message (its uid). */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 5);
+        return 0;
+    }
+    pss->refusal_len = dl->refusal(pss->refusal + LWS_PRE, GW_MAX_REFUSAL, why, NULL, 0);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
 static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                     void *in, size_t len)
 {
@@ -583,44 +724,51 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
             pss->body = NULL;
         }
         return 0;
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-        char uri[128];
-        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
-            strcmp(uri, "/v1/stream") != 0) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (dialect_of(g, wsi) == NULL) {
             sotto__log(SOTTO_LOG_INFO, 0, "WebSocket upgrade for an unknown path refused");
             return 1;
         }
         return 0;
-    }
     case LWS_CALLBACK_ESTABLISHED: {
+        const gw_dialect *dl = dialect_of(g, wsi);
         const char *why;
-        if (!sotto__gw_admit(g, &why)) {
-            if (strcmp(why, "capacity") == 0)
-                g->m.rejected_capacity++;
-            else
-                g->m.rejected_other++;
-            sotto__log(SOTTO_LOG_WARN, 0, "stream refused: %s", why);
-            pss->st = NULL;
-            lws_close_reason(wsi, strcmp(why, "draining") == 0
-                                  ? LWS_CLOSE_STATUS_GOINGAWAY
-                                  : (enum lws_close_status)1013,
-                             (unsigned char *)why, strlen(why));
+        if (dl == NULL)
             return -1;
-        }
-        pss->st = sotto__gw_stream_new(g, GW_WS, wsi);
+        if (!sotto__gw_admit(g, &why))
+            return refuse(wsi, g, pss, dl, why);
+        pss->st = sotto__gw_stream_new(g, GW_WS, wsi, dl);
         if (pss->st == NULL)
             return -1;
-        sotto__log(SOTTO_LOG_INFO, pss->st->id, "WebSocket stream opened");
-        send_ready(g, pss->st);
+        sotto__log(SOTTO_LOG_INFO, pss->st->id, "WebSocket stream opened (%s)", dl->name);
+        if (dl->opened != NULL)
+            dl->opened(g, pss->st);
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
-        if (pss->st == NULL)
+        if (pss->st == NULL) {
+            /* A refused WhisperLive client: its uid is in its first
+             * message, and the refusal must echo it. */
+            if (pss->refused_dl != NULL && pss->refused_dl->refuse_after_first &&
+                pss->refusal_len == 0) {
+                pss->refusal_len = pss->refused_dl->refusal(pss->refusal + LWS_PRE,
+                                                            GW_MAX_REFUSAL, pss->refused_why,
+                                                            in, len);
+                lws_callback_on_writable(wsi);
+                return 0;
+            }
             return -1;
+        }
         return ws_receive(wsi, g, pss->st, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (pss->st == NULL)
-            return -1;
+        if (pss->st == NULL) {
+            if (pss->refused_dl == NULL)
+                return -1;
+            if (pss->refusal_len > 0)
+                lws_write(wsi, (unsigned char *)pss->refusal + LWS_PRE, pss->refusal_len,
+                          LWS_WRITE_TEXT);
+            return close_refused(wsi, pss->refused_why);
+        }
         return ws_writeable(wsi, g, pss->st);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (pss->st != NULL)
@@ -657,6 +805,7 @@ void sotto__gw_tcp_accept(sotto__gateway *g)
                 g->m.rejected_capacity++;
             else
                 g->m.rejected_other++;
+            g->m.proto_rejected[GW_PROTO_TCP]++;
             sotto__log(SOTTO_LOG_WARN, 0, "tcp stream refused: %s", why);
             close(fd);
             continue;
@@ -670,7 +819,7 @@ void sotto__gw_tcp_accept(sotto__gateway *g)
                                          "sotto-tcp", NULL);
         if (wsi == NULL)
             continue;   /* lws closed fd */
-        if ((s = sotto__gw_stream_new(g, GW_TCP, wsi)) == NULL) {
+        if ((s = sotto__gw_stream_new(g, GW_TCP, wsi, NULL)) == NULL) {
             lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
             continue;
         }

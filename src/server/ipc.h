@@ -48,7 +48,9 @@
  *                   {"audio_time":s,"retained_from":s}: the stream time
  *                   of the audio taken so far, and the earliest stream time
  *                   the stream may still need again (audio before it can
- *                   be forgotten by the gateway's replay buffer)
+ *                   be forgotten by the gateway's replay buffer); after a
+ *                   CUT, one more ACK with "cut":true follows the cut's
+ *                   events
  *   CLOSED  stream  JSON {"reason":"finished"|"dropped"|"error",
  *                   "message":"...","audio_seconds":s,...}: the stream is
  *                   gone from the worker and no more messages for it follow

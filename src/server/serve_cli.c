@@ -75,6 +75,12 @@ static const serve_opt serve_opts[] = {
     { NULL, "tcp-port", "PORT",
       "raw TCP port, whisper_streaming protocol (0: any, -1: off)", K_INT,
       F(tcp_port), NULL },
+    { NULL, "vosk-port", "PORT",
+      "vosk-server WebSocket protocol on any path (0: any, -1: off)", K_INT,
+      F(vosk_port), NULL },
+    { NULL, "whisperlive-port", "PORT",
+      "WhisperLive WebSocket protocol on any path (0: any, -1: off)", K_INT,
+      F(whisperlive_port), NULL },
     { NULL, "state-dir", "DIR", "where crash records are written", K_STR,
       F(state_dir), NULL },
 

@@ -60,6 +60,10 @@ typedef struct sotto__serve_config {
     char listen[256];        /* bind address; "127.0.0.1" */
     int http_port;           /* HTTP + WebSocket; 8080 (0 = ephemeral) */
     int tcp_port;            /* raw TCP (whisper_streaming); 43007; -1 off */
+    int vosk_port;           /* vosk-server's WebSocket protocol on any
+                              * path; 2700; -1 off (/vosk still works) */
+    int whisperlive_port;    /* WhisperLive's; 9090; -1 off (/whisperlive
+                              * still works) */
     char state_dir[SOTTO__SERVE_MAX_PATH]; /* crash files, port file */
 
     /* Admission and per-connection limits. */
@@ -129,7 +133,8 @@ typedef struct sotto__ctl_msg {
     int32_t generation;           /* spawn count of the slot */
     int32_t exit_status;          /* WORKER_DOWN: exit code, or -1 */
     int32_t signal;               /* WORKER_DOWN: killing signal, or 0 */
-    int32_t http_port, tcp_port;  /* LISTENING */
+    int32_t http_port, tcp_port;  /* LISTENING; -1 for a port that is off */
+    int32_t vosk_port, whisperlive_port;
     char reason[96];              /* STATE: "" | "crash_loop" ...; KILL:
                                    * why; NUL-terminated */
 } sotto__ctl_msg;

@@ -712,20 +712,26 @@ static void on_ctl_record(sup *s, const sotto__ctl_msg *m, double now)
     switch (m->type) {
     case SOTTO__CTL_LISTENING:
         if (m->http_port < 1 || m->http_port > 65535 || m->tcp_port < -1 ||
-            m->tcp_port > 65535) {
+            m->tcp_port > 65535 || m->vosk_port < -1 || m->vosk_port > 65535 ||
+            m->whisperlive_port < -1 || m->whisperlive_port > 65535) {
             sotto__log(SOTTO_LOG_ERROR, 0, "the gateway reported bad ports "
                        "(http %d, tcp %d); killing it", (int)m->http_port,
                        (int)m->tcp_port);
             kill(s->gw.pid, SIGKILL);   /* its fault: counts as a death */
             return;
         }
-        sotto__log(SOTTO_LOG_INFO, 0, "listening http=%d tcp=%d (address %s)",
-                   (int)m->http_port, (int)m->tcp_port, s->cfg.listen);
+        sotto__log(SOTTO_LOG_INFO, 0, "listening http=%d tcp=%d vosk=%d whisperlive=%d "
+                   "(address %s)", (int)m->http_port, (int)m->tcp_port,
+                   (int)m->vosk_port, (int)m->whisperlive_port, s->cfg.listen);
         /* A restarted gateway binds the same ports, even ephemeral ones. */
         if (s->cfg.http_port == 0)
             s->cfg.http_port = m->http_port;
         if (s->cfg.tcp_port == 0 && m->tcp_port > 0)
             s->cfg.tcp_port = m->tcp_port;
+        if (s->cfg.vosk_port == 0 && m->vosk_port > 0)
+            s->cfg.vosk_port = m->vosk_port;
+        if (s->cfg.whisperlive_port == 0 && m->whisperlive_port > 0)
+            s->cfg.whisperlive_port = m->whisperlive_port;
         s->gw_listening = 1;
         s->gw_deadline = 0;
         if (s->workers_stopped)

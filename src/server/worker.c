@@ -1123,6 +1123,7 @@ static int on_cut(worker *w, wstream *e, const unsigned char *p, size_t len)
     cJSON *o = cJSON_ParseWithLength((const char *)p, len);
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "flush");
     int flush = !cJSON_IsFalse(f), rc;
+    sotto_stream_stats st;
 
     cJSON_Delete(o);
     if (feed_pending(w, e) != 0)
@@ -1131,7 +1132,6 @@ static int on_cut(worker *w, wstream *e, const unsigned char *p, size_t len)
     rc = sotto_stream_end_utterance(e->s, flush);
     infer_end(w);
     if (rc != 0) {
-        sotto_stream_stats st;
         const char *msg = sotto_stream_error(e->s);
 
         sotto_stream_get_stats(e->s, &st);
@@ -1140,7 +1140,16 @@ static int on_cut(worker *w, wstream *e, const unsigned char *p, size_t len)
             return -1;
     }
     sotto__log(SOTTO_LOG_DEBUG, e->id, "utterance cut (%s)", flush ? "flush" : "clear");
-    return drain_events(w, e);
+    if (drain_events(w, e) != 0)
+        return -1;
+    /* The cut's events went first; this ACK tells the gateway it is done. */
+    sotto_stream_get_stats(e->s, &st);
+    if ((o = cJSON_CreateObject()) != NULL) {
+        cJSON_AddNumberToObject(o, "audio_time", e->time_offset + st.audio_seconds);
+        cJSON_AddNumberToObject(o, "retained_from", st.retained_from);
+        cJSON_AddBoolToObject(o, "cut", 1);
+    }
+    return send_json(w, SOTTO__IPC_ACK, e->id, e->ack_seq, o);
 }
 
 static int on_drop(worker *w, wstream *e)

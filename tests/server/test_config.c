@@ -59,6 +59,8 @@ static void test_defaults(void)
     CHECK_STR_EQ(c.listen, "127.0.0.1");
     CHECK_INT_EQ(c.http_port, 8080);
     CHECK_INT_EQ(c.tcp_port, 43007);
+    CHECK_INT_EQ(c.vosk_port, 2700);
+    CHECK_INT_EQ(c.whisperlive_port, 9090);
     CHECK_STR_EQ(c.state_dir, "/xdg/state/sotto");
     CHECK_INT_EQ(c.max_streams, 8);
     CHECK_INT_EQ(c.max_frame, 1 << 20);
@@ -101,6 +103,11 @@ static void test_set(void)
     CHECK_INT_EQ(c.workers, 4);
     CHECK_INT_EQ(sotto__serve_config_set(&c, "tcp-port", "-1", err, sizeof err), 0);
     CHECK_INT_EQ(c.tcp_port, -1);
+    CHECK_INT_EQ(sotto__serve_config_set(&c, "vosk-port", "-1", err, sizeof err), 0);
+    CHECK_INT_EQ(c.vosk_port, -1);
+    CHECK_INT_EQ(sotto__serve_config_set(&c, "whisperlive-port", "0", err, sizeof err), 0);
+    CHECK_INT_EQ(c.whisperlive_port, 0);
+    CHECK_INT_EQ(sotto__serve_config_set(&c, "whisperlive-port", "65536", err, sizeof err), -1);
     CHECK_INT_EQ(sotto__serve_config_set(&c, "http-port", "0", err, sizeof err), 0);
     CHECK_INT_EQ(c.http_port, 0);
     CHECK_INT_EQ(sotto__serve_config_set(&c, "max-frame", "64K", err, sizeof err), 0);
@@ -337,11 +344,15 @@ static void test_ctl(void)
     m.type = SOTTO__CTL_LISTENING;
     m.http_port = 8080;
     m.tcp_port = -1;
+    m.vosk_port = 2700;
+    m.whisperlive_port = -1;
     CHECK_INT_EQ(sotto__ctl_send(sv[1], &m, -1), 0);
     CHECK_INT_EQ(sotto__ctl_recv(sv[0], &r, &fd), 1);
     CHECK_INT_EQ(r.type, SOTTO__CTL_LISTENING);
     CHECK_INT_EQ(r.http_port, 8080);
     CHECK_INT_EQ(r.tcp_port, -1);
+    CHECK_INT_EQ(r.vosk_port, 2700);
+    CHECK_INT_EQ(r.whisperlive_port, -1);
     CHECK_INT_EQ(fd, -1);
 
     /* STATE with a reason. */

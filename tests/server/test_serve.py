@@ -94,7 +94,8 @@ import textnorm  # noqa: E402
 JFK = "jfk.wav"
 LONG = "ljspeech-LJ001-0001_to_0032-long.wav"
 RATE = 16000
-LISTENING_RE = re.compile(r"listening http=(\d+) tcp=(-?\d+)")
+LISTENING_RE = re.compile(r"listening http=(\d+) tcp=(-?\d+)"
+                          r"(?: vosk=(-?\d+) whisperlive=(-?\d+))?")
 ROLE_RE = re.compile(r"\b(gateway|supervisor|worker\d+)\[(\d+)\]")
 LINE_RE = re.compile(r"^(\d+) (\d+) (.+)$")
 
@@ -265,6 +266,9 @@ class Server:
             self.cmd += ["--vad-model", os.path.join(
                 ARGS.shared, "models", "silero-vad",
                 "silero_vad_16k.safetensors")]
+        # The dialects' own ports are ephemeral too, so that servers run
+        # side by side (a test may pass its own in extra).
+        self.cmd += ["--vosk-port", "0", "--whisperlive-port", "0"]
         self.cmd += ["--http-port", str(http_port), "--tcp-port", str(tcp_port),
                      "--workers", str(workers), "--state-dir", self.state_dir,
                      "--max-ahead", "10000"] + list(extra)
@@ -272,7 +276,7 @@ class Server:
         self.lines = []
         self.lock = threading.Lock()
         self.listening = threading.Event()
-        self.http = self.tcp = None
+        self.http = self.tcp = self.vosk = self.whisperlive = None
         self.roles = {}     # role -> pid, the latest seen in the log
         self.stopped = False
         e = dict(os.environ)
@@ -305,6 +309,8 @@ class Server:
             m = LISTENING_RE.search(line)
             if m and not self.listening.is_set():
                 self.http, self.tcp = int(m.group(1)), int(m.group(2))
+                if m.group(3) is not None:
+                    self.vosk, self.whisperlive = int(m.group(3)), int(m.group(4))
                 self.listening.set()
             if ARGS.server_log:
                 print(f"  [{self.name}] {line}", flush=True)

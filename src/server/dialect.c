@@ -1,0 +1,363 @@
+/*
+ * dialect.c - parsers of the vosk, WhisperLive and OpenAI Realtime client
+ * messages (see dialect.h).  JSON goes through cJSON and base64 through
+ * OpenSSL; what is left here is checking each field's type and range and
+ * copying it into a fixed-size struct under a named limit.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+
+#include "server/dialect.h"
+
+static int fail(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const cJSON *get(const cJSON *o, const char *key)
+{
+    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+}
+
+/* A language code: lowercase ASCII letters, shorter than the limit;
+ * null or "" mean the default.  0 or -1. */
+static int copy_language(const cJSON *x, char out[SOTTO__DIALECT_MAX_LANGUAGE + 1],
+                         const char *what, char *err, size_t cap)
+{
+    size_t n;
+
+    out[0] = 0;
+    if (x == NULL || cJSON_IsNull(x))
+        return 0;
+    if (!cJSON_IsString(x))
+        return fail(err, cap, "%s must be a string or null", what);
+    n = strlen(x->valuestring);
+    if (n > SOTTO__DIALECT_MAX_LANGUAGE ||
+        strspn(x->valuestring, "abcdefghijklmnopqrstuvwxyz") != n)
+        return fail(err, cap, "%s must be a language code such as \"en\"", what);
+    memcpy(out, x->valuestring, n + 1);
+    return 0;
+}
+
+static int copy_prompt(const cJSON *x, char out[SOTTO__DIALECT_MAX_PROMPT + 1],
+                       const char *what, char *err, size_t cap)
+{
+    size_t n;
+
+    out[0] = 0;
+    if (x == NULL || cJSON_IsNull(x))
+        return 0;
+    if (!cJSON_IsString(x))
+        return fail(err, cap, "%s must be a string", what);
+    if ((n = strlen(x->valuestring)) > SOTTO__DIALECT_MAX_PROMPT)
+        return fail(err, cap, "%s is longer than %d bytes", what,
+                    SOTTO__DIALECT_MAX_PROMPT);
+    memcpy(out, x->valuestring, n + 1);
+    return 0;
+}
+
+/* A sample rate: an integral number of Hz the gateway takes. */
+static int get_rate(const cJSON *x, int *rate, const char *what, char *err, size_t cap)
+{
+    if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble < 8000 ||
+        x->valuedouble > 192000 || x->valuedouble != floor(x->valuedouble))
+        return fail(err, cap, "%s must be a whole number of Hz, 8000 .. 192000", what);
+    *rate = (int)x->valuedouble;
+    return 0;
+}
+
+/* ---- vosk ---------------------------------------------------------------- */
+
+int sotto__vosk_parse(const char *text, size_t len, sotto__vosk_msg *m,
+                      char *err, size_t errcap)
+{
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    const cJSON *c, *x;
+    int rc = -1;
+
+    memset(m, 0, sizeof *m);
+    m->words = -1;
+    if (!cJSON_IsObject(o)) {
+        fail(err, errcap, "text messages must be JSON objects");
+        goto done;
+    }
+    if ((c = get(o, "config")) != NULL) {
+        if (!cJSON_IsObject(c)) {
+            fail(err, errcap, "config must be an object");
+            goto done;
+        }
+        m->kind = SOTTO__VOSK_CONFIG;
+        if ((x = get(c, "sample_rate")) != NULL &&
+            get_rate(x, &m->sample_rate, "config.sample_rate", err, errcap) != 0)
+            goto done;
+        if ((x = get(c, "words")) != NULL) {
+            if (!cJSON_IsBool(x) && !cJSON_IsNumber(x)) {
+                fail(err, errcap, "config.words must be true or false");
+                goto done;
+            }
+            m->words = cJSON_IsTrue(x) || (cJSON_IsNumber(x) && x->valuedouble != 0);
+        }
+        m->ignored = get(c, "max_alternatives") != NULL ||
+                     get(c, "phrase_list") != NULL || get(c, "model") != NULL;
+        rc = 0;
+    } else if ((x = get(o, "eof")) != NULL) {
+        m->kind = SOTTO__VOSK_EOF;
+        rc = 0;
+    } else if ((x = get(o, "reset")) != NULL) {
+        m->kind = SOTTO__VOSK_RESET;
+        rc = 0;
+    } else {
+        fail(err, errcap, "expected {\"config\": ...}, {\"eof\": 1} or {\"reset\": 1}");
+    }
+done:
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* ---- WhisperLive --------------------------------------------------------- */
+
+#define WL_END "END_OF_AUDIO"
+
+int sotto__wl_is_end(const void *data, size_t len)
+{
+    return len == sizeof WL_END - 1 && memcmp(data, WL_END, len) == 0;
+}
+
+int sotto__wl_parse_options(const char *text, size_t len, sotto__wl_options *opt,
+                            char *err, size_t errcap)
+{
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    const cJSON *x;
+    int rc = -1;
+    size_t n;
+
+    memset(opt, 0, sizeof *opt);
+    opt->use_vad = 1;
+    opt->format = SOTTO__WL_F32;
+    opt->last_n = 10;
+    if (!cJSON_IsObject(o)) {
+        fail(err, errcap, "the first message must be a JSON object of options");
+        goto done;
+    }
+    x = get(o, "uid");
+    if (!cJSON_IsString(x) || (n = strlen(x->valuestring)) == 0 ||
+        n > SOTTO__DIALECT_MAX_UID) {
+        fail(err, errcap, "uid must be a string of 1 to %d bytes", SOTTO__DIALECT_MAX_UID);
+        goto done;
+    }
+    memcpy(opt->uid, x->valuestring, n + 1);
+    if (copy_language(get(o, "language"), opt->language, "language", err, errcap) != 0 ||
+        copy_prompt(get(o, "initial_prompt"), opt->prompt, "initial_prompt", err,
+                    errcap) != 0)
+        goto done;
+    if ((x = get(o, "task")) != NULL && !cJSON_IsNull(x)) {
+        if (!cJSON_IsString(x) || (strcmp(x->valuestring, "transcribe") != 0 &&
+                                   strcmp(x->valuestring, "translate") != 0)) {
+            fail(err, errcap, "task must be \"transcribe\"");
+            goto done;
+        }
+        if (strcmp(x->valuestring, "translate") == 0) {
+            fail(err, errcap, "task \"translate\" is not supported; use \"transcribe\"");
+            goto done;
+        }
+    }
+    if ((x = get(o, "use_vad")) != NULL && !cJSON_IsNull(x)) {
+        if (!cJSON_IsBool(x)) {
+            fail(err, errcap, "use_vad must be true or false");
+            goto done;
+        }
+        opt->use_vad = cJSON_IsTrue(x);
+    }
+    if ((x = get(o, "word_timestamps")) != NULL && !cJSON_IsNull(x)) {
+        if (!cJSON_IsBool(x)) {
+            fail(err, errcap, "word_timestamps must be true or false");
+            goto done;
+        }
+        opt->word_timestamps = cJSON_IsTrue(x);
+    }
+    if ((x = get(o, "send_last_n_segments")) != NULL && !cJSON_IsNull(x)) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 1 ||
+            x->valuedouble > SOTTO__DIALECT_MAX_LAST_N) {
+            fail(err, errcap, "send_last_n_segments must be 1 .. %d",
+                 SOTTO__DIALECT_MAX_LAST_N);
+            goto done;
+        }
+        opt->last_n = (int)x->valuedouble;
+    }
+    if ((x = get(o, "audio_format")) != NULL && !cJSON_IsNull(x)) {
+        if (cJSON_IsString(x) && strcmp(x->valuestring, "float32") == 0)
+            opt->format = SOTTO__WL_F32;
+        else if (cJSON_IsString(x) && strcmp(x->valuestring, "int16") == 0)
+            opt->format = SOTTO__WL_S16;
+        else {
+            fail(err, errcap, "audio_format must be \"float32\" or \"int16\"");
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* ---- OpenAI Realtime ----------------------------------------------------- */
+
+/* Decodes base64 (whitespace allowed) into out.  Returns the byte count,
+ * or -1 when it is not base64, -2 when it might not fit in cap (each 4
+ * characters give at most 3 bytes). */
+static long b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    EVP_ENCODE_CTX *ctx;
+    int a = 0, b = 0, rc;
+
+    if (n > (size_t)1 << 30 || (n + 3) / 4 * 3 > cap)
+        return -2;
+    if ((ctx = EVP_ENCODE_CTX_new()) == NULL)
+        return -1;
+    EVP_DecodeInit(ctx);
+    rc = EVP_DecodeUpdate(ctx, out, &a, (const unsigned char *)in, (int)n);
+    if (rc >= 0 && EVP_DecodeFinal(ctx, out + a, &b) < 0)
+        rc = -1;
+    EVP_ENCODE_CTX_free(ctx);
+    if (rc < 0)
+        return -1;
+    return (long)a + b;
+}
+
+/* Reads the session object of a session update into m. */
+static int rt_session(const cJSON *s, sotto__rt_msg *m, char *err, size_t cap)
+{
+    const cJSON *in = get(get(s, "audio"), "input"), *x, *tr, *td;
+
+    if (!cJSON_IsObject(s))
+        return fail(err, cap, "session must be an object");
+    /* The beta shape: input_audio_format "pcm16" (24 kHz). */
+    if ((x = get(s, "input_audio_format")) != NULL) {
+        if (!cJSON_IsString(x) || strcmp(x->valuestring, "pcm16") != 0)
+            return fail(err, cap, "input_audio_format must be \"pcm16\" "
+                        "(G.711 is not supported)");
+        m->rate = 24000;
+    }
+    /* The GA shape: audio.input.format {"type": "audio/pcm", "rate": N}. */
+    if ((x = get(in, "format")) != NULL) {
+        const cJSON *t = get(x, "type"), *r = get(x, "rate");
+        if (!cJSON_IsObject(x) || !cJSON_IsString(t) ||
+            strcmp(t->valuestring, "audio/pcm") != 0)
+            return fail(err, cap, "audio.input.format.type must be \"audio/pcm\" "
+                        "(G.711 is not supported)");
+        m->rate = 24000;
+        if (r != NULL && get_rate(r, &m->rate, "audio.input.format.rate", err, cap) != 0)
+            return -1;
+    }
+    tr = get(s, "input_audio_transcription");
+    if (tr == NULL)
+        tr = get(in, "transcription");
+    if (tr != NULL && !cJSON_IsNull(tr)) {
+        if (!cJSON_IsObject(tr))
+            return fail(err, cap, "transcription settings must be an object");
+        if ((x = get(tr, "language")) != NULL) {
+            if (copy_language(x, m->language, "transcription.language", err, cap) != 0)
+                return -1;
+            m->language_set = 1;
+        }
+        if ((x = get(tr, "prompt")) != NULL) {
+            if (copy_prompt(x, m->prompt, "transcription.prompt", err, cap) != 0)
+                return -1;
+            m->prompt_set = 1;
+        }
+    }
+    td = get(s, "turn_detection");
+    if (td == NULL)
+        td = get(in, "turn_detection");
+    if (td != NULL) {
+        if (cJSON_IsNull(td)) {
+            m->turn_detection = 0;
+        } else {
+            const cJSON *t = get(td, "type");
+            if (!cJSON_IsString(t) || (strcmp(t->valuestring, "server_vad") != 0 &&
+                                       strcmp(t->valuestring, "semantic_vad") != 0))
+                return fail(err, cap, "turn_detection must be null or of type "
+                            "\"server_vad\"");
+            m->turn_detection = 1;
+        }
+    }
+    return 0;
+}
+
+int sotto__rt_parse(const char *text, size_t len, sotto__rt_msg *m,
+                    unsigned char *audio, size_t audio_cap,
+                    const char **code, char *err, size_t errcap)
+{
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    const cJSON *t, *x;
+    int rc = -1;
+
+    memset(m, 0, sizeof *m);
+    m->rate = -1;
+    m->turn_detection = -1;
+    *code = "invalid_value";
+    if (!cJSON_IsObject(o)) {
+        *code = "invalid_json";
+        fail(err, errcap, "client events must be JSON objects");
+        goto done;
+    }
+    if ((x = get(o, "event_id")) != NULL && cJSON_IsString(x) &&
+        strlen(x->valuestring) <= SOTTO__RT_MAX_EVENT_ID)
+        memcpy(m->event_id, x->valuestring, strlen(x->valuestring) + 1);
+    t = get(o, "type");
+    if (!cJSON_IsString(t)) {
+        fail(err, errcap, "the event has no type");
+        goto done;
+    }
+    if (strcmp(t->valuestring, "session.update") == 0 ||
+        strcmp(t->valuestring, "transcription_session.update") == 0) {
+        m->kind = SOTTO__RT_SESSION_UPDATE;
+        m->legacy = t->valuestring[0] == 't';
+        if (rt_session(get(o, "session"), m, err, errcap) != 0)
+            goto done;
+    } else if (strcmp(t->valuestring, "input_audio_buffer.append") == 0) {
+        long n;
+        m->kind = SOTTO__RT_APPEND;
+        x = get(o, "audio");
+        if (!cJSON_IsString(x)) {
+            fail(err, errcap, "audio must be a base64 string");
+            goto done;
+        }
+        n = b64_decode(x->valuestring, strlen(x->valuestring), audio, audio_cap);
+        if (n == -2) {
+            *code = "audio_too_large";
+            fail(err, errcap, "audio is larger than %zu bytes", audio_cap);
+            goto done;
+        }
+        if (n < 0) {
+            fail(err, errcap, "audio is not valid base64");
+            goto done;
+        }
+        m->audio_n = (size_t)n;
+    } else if (strcmp(t->valuestring, "input_audio_buffer.commit") == 0) {
+        m->kind = SOTTO__RT_COMMIT;
+    } else if (strcmp(t->valuestring, "input_audio_buffer.clear") == 0) {
+        m->kind = SOTTO__RT_CLEAR;
+    } else {
+        *code = "unknown_event";
+        fail(err, errcap, "event type \"%.64s\" is not supported here", t->valuestring);
+        goto done;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    return rc;
+}

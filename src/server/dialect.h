@@ -1,0 +1,127 @@
+/*
+ * dialect.h - parsers of the client messages of the other servers'
+ * protocols that `sotto serve` speaks (internal).
+ *
+ * Each dialect (docs/protocol.md) maps a peer server's wire protocol onto
+ * the gateway's one stream model.  This header holds the parts that read
+ * outside data: pure functions from a message's bytes to a small struct,
+ * with no socket, no libwebsockets and no gateway state, so that each is
+ * a libFuzzer target (fuzz/fuzz_dialect.c) and unit-tested on its own.
+ * The gateway side of each dialect (what it sends, its state per stream)
+ * is in gateway_dialect.c.
+ *
+ *   vosk         vosk-server's WebSocket protocol: {"config": {...}},
+ *                binary s16le audio, {"eof": 1}, {"reset": 1};
+ *   whisperlive  WhisperLive's: a JSON options object first, binary
+ *                float32 (or int16) audio, "END_OF_AUDIO";
+ *   realtime     OpenAI's Realtime API in transcription mode: JSON events
+ *                with base64 audio.
+ *
+ * Every string copied out has a named limit; a longer one is an error,
+ * never truncated silently.
+ */
+#ifndef SOTTO_SERVER_DIALECT_H
+#define SOTTO_SERVER_DIALECT_H
+
+#include <stddef.h>
+
+/* Longest WhisperLive uid echoed back in every reply. */
+#define SOTTO__DIALECT_MAX_UID 128
+/* Longest language code taken from a client ("en", "yue", ...). */
+#define SOTTO__DIALECT_MAX_LANGUAGE 15
+/* Longest prompt taken from a client (Whisper's prompt is at most 224
+ * tokens; this many bytes cover it). */
+#define SOTTO__DIALECT_MAX_PROMPT 1024
+/* Most WhisperLive segments repeated in each reply. */
+#define SOTTO__DIALECT_MAX_LAST_N 100
+
+/* ---- vosk-server --------------------------------------------------------- */
+
+enum sotto__vosk_kind {
+    SOTTO__VOSK_CONFIG = 1,   /* {"config": {...}} */
+    SOTTO__VOSK_EOF = 2,      /* {"eof": 1} */
+    SOTTO__VOSK_RESET = 3     /* {"reset": 1} */
+};
+
+typedef struct sotto__vosk_msg {
+    int kind;                 /* enum sotto__vosk_kind */
+    int sample_rate;          /* CONFIG: Hz, 0 when not given */
+    int words;                /* CONFIG: 1/0, -1 when not given */
+    int ignored;              /* CONFIG: keys sotto does not use were
+                               * given (max_alternatives, phrase_list,
+                               * model) */
+} sotto__vosk_msg;
+
+/* Parses one vosk text message, in any JSON spelling (vosk-server itself
+ * matches '{"eof" : 1}' as an exact string).  Returns 0, or -1 with a
+ * message in err for anything else. */
+int sotto__vosk_parse(const char *text, size_t len, sotto__vosk_msg *m,
+                      char *err, size_t errcap);
+
+/* ---- WhisperLive --------------------------------------------------------- */
+
+enum sotto__wl_format { SOTTO__WL_F32 = 1, SOTTO__WL_S16 = 2 };
+
+typedef struct sotto__wl_options {
+    char uid[SOTTO__DIALECT_MAX_UID + 1];
+    char language[SOTTO__DIALECT_MAX_LANGUAGE + 1];  /* "" = default */
+    char prompt[SOTTO__DIALECT_MAX_PROMPT + 1];      /* initial_prompt */
+    int use_vad;              /* 1 unless "use_vad": false */
+    int format;               /* enum sotto__wl_format; float32 default */
+    int last_n;               /* send_last_n_segments; 10 */
+    int word_timestamps;      /* 0 */
+} sotto__wl_options;
+
+/* Whether a message is WhisperLive's end of audio (sent as text or, by
+ * its own client, as a binary frame). */
+int sotto__wl_is_end(const void *data, size_t len);
+
+/* Parses the options message that opens a WhisperLive session.  Returns
+ * 0, or -1 with a message in err: not a JSON object, no uid, a field of
+ * the wrong type, task "translate" or an audio_format other than float32
+ * and int16 (which sotto does not offer). */
+int sotto__wl_parse_options(const char *text, size_t len, sotto__wl_options *o,
+                            char *err, size_t errcap);
+
+/* ---- OpenAI Realtime (transcription) -------------------------------------- */
+
+enum sotto__rt_kind {
+    SOTTO__RT_SESSION_UPDATE = 1,   /* session.update or
+                                     * transcription_session.update */
+    SOTTO__RT_APPEND = 2,           /* input_audio_buffer.append */
+    SOTTO__RT_COMMIT = 3,           /* input_audio_buffer.commit */
+    SOTTO__RT_CLEAR = 4             /* input_audio_buffer.clear */
+};
+
+/* The client's event_id, echoed in errors about its event. */
+#define SOTTO__RT_MAX_EVENT_ID 64
+
+typedef struct sotto__rt_msg {
+    int kind;                       /* enum sotto__rt_kind */
+    char event_id[SOTTO__RT_MAX_EVENT_ID + 1];
+    /* SESSION_UPDATE: what the update sets; -1 / "" where it says
+     * nothing. */
+    int legacy;                     /* 1: transcription_session.update */
+    int rate;                       /* input audio rate, Hz */
+    int turn_detection;             /* 1 server_vad, 0 none (null) */
+    char language[SOTTO__DIALECT_MAX_LANGUAGE + 1];
+    int language_set;               /* language given (possibly "") */
+    char prompt[SOTTO__DIALECT_MAX_PROMPT + 1];
+    int prompt_set;
+    /* APPEND: the decoded audio, in the caller's buffer. */
+    size_t audio_n;
+} sotto__rt_msg;
+
+/*
+ * Parses one Realtime client event.  For input_audio_buffer.append the
+ * base64 audio is decoded into audio (capacity audio_cap bytes; more is an
+ * error) and m->audio_n says how many bytes.  Returns 0; -1 with a message
+ * in err and *code set to the OpenAI error code to send
+ * ("invalid_json", "unknown_event", "invalid_value", "audio_too_large").
+ * m->event_id is filled whenever the event has one, even on error.
+ */
+int sotto__rt_parse(const char *text, size_t len, sotto__rt_msg *m,
+                    unsigned char *audio, size_t audio_cap,
+                    const char **code, char *err, size_t errcap);
+
+#endif

@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the other servers' protocols `sotto serve` speaks,
+each driven by that protocol's own client where one can be installed.
+
+Usage:
+    test_dialects.py --sotto build/sotto --model DIR --shared ../shared
+                     [--quick] [--only a,b,...] [--verbose] [--server-log]
+
+The server is started, watched and stopped by test_serve.py's Server class
+(real processes on ephemeral loopback ports, the real model).
+
+Tests:
+  a  vosk-server, with a client written like vosk-server's example client
+     (websockets, lock-step: one reply read after every message sent): on
+     the vosk port and on /vosk; exactly one reply per chunk, results with
+     conf/start/end/word, the final result after {"eof" : 1}, the sentence;
+     "words": false; {"reset" : 1} in a pause answered with the result of
+     the utterance it ended; a bad message still gets its one reply
+  b  WhisperLive, with whisper-live's own StreamingTranscriptionClient
+     (pip whisper-live, without its GPU dependencies) on the WhisperLive
+     port: SERVER_READY, completed segments, the whole sentence including
+     the last segment (which WhisperLive itself does not flush); with a
+     websockets client on /whisperlive: float32 audio, the segments' shape
+     (times as strings with 3 decimals, completed, words), END_OF_AUDIO as
+     text; options refused (translate, bad audio_format) with status ERROR
+  c  OpenAI Realtime transcription, with the official openai package's
+     realtime client pointed at the server (base_url): session.created,
+     session.update, 24 kHz pcm16 appended in base64; speech_started,
+     speech_stopped, committed, deltas whose concatenation is the
+     completed transcript, the sentence; turn_detection null: the client's
+     commit ends the item; an empty commit and an unknown event get error
+     events and the session goes on
+  d  uniform behaviour: with --max-streams 1 and the slot taken, each
+     dialect says "busy" its own way (vosk: close 1013; WhisperLive: status
+     WAIT echoing the uid; Realtime: an error event server_busy, then
+     1013); /metrics counts each protocol; SIGTERM drains a vosk stream
+     with its final result, then close 1001
+
+Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
+Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
+"""
+import argparse
+import asyncio
+import base64
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import test_serve as ts  # noqa: E402
+from test_serve import check, note, textnorm  # noqa: E402
+
+IMPORT_ERROR = ts.IMPORT_ERROR
+try:
+    import numpy as np
+    import websockets
+    from websockets.sync.client import connect as ws_connect
+    from websockets.exceptions import ConnectionClosed
+except ImportError as e:  # pragma: no cover
+    IMPORT_ERROR = IMPORT_ERROR or f"{e} (pip install websockets numpy)"
+
+JFK_REF = ("And so my fellow Americans, ask not what your country can do for "
+           "you, ask what you can do for your country.")
+MAX_WER = 0.10      # as the native protocol's tests allow on this sentence
+
+
+def jfk_pcm():
+    pcm, _, _ = ts.audio(ts.JFK)
+    return pcm
+
+
+def wer_ok(name, text):
+    w = ts.wer(JFK_REF, text)
+    return check(f"{name} (WER {w:.3f})", w <= MAX_WER, repr(text))
+
+
+# ---- a: vosk ----------------------------------------------------------------
+
+async def vosk_session(uri, pcm, rate=16000, words=None, chunk_s=0.2, reset_at=None,
+                       garbage=False):
+    """The shape of vosk-server's example client: config, then for each
+    chunk send and read one reply, then eof and read the final result.
+    Returns (replies, final, close code)."""
+    replies = []
+    async with websockets.connect(uri) as ws:
+        cfg = {"sample_rate": rate}
+        if words is not None:
+            cfg["words"] = words
+        # vosk's own clients send this spacing; any JSON spelling works.
+        await ws.send('{ "config" : %s }' % json.dumps(cfg))
+        step = int(rate * chunk_s) * 2
+        for i, at in enumerate(range(0, len(pcm), step)):
+            await ws.send(pcm[at:at + step])
+            replies.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+            if reset_at is not None and i == reset_at:
+                await ws.send('{"reset" : 1}')
+                replies.append(("reset", json.loads(await asyncio.wait_for(ws.recv(), 60))))
+            if garbage and i == 3:
+                await ws.send("this is not json")
+                replies.append(("garbage", json.loads(await asyncio.wait_for(ws.recv(), 60))))
+        await ws.send('{"eof" : 1}')
+        final = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+        except websockets.ConnectionClosed:
+            pass
+        return replies, final, ws.close_code
+
+
+def vosk_text(replies, final):
+    """The results' texts, in the order they came."""
+    parts = []
+    for r in replies:
+        r = r[1] if isinstance(r, tuple) else r
+        if r.get("text"):
+            parts.append(r["text"])
+    if final.get("text"):
+        parts.append(final["text"])
+    return " ".join(parts)
+
+
+def test_a_vosk():
+    pcm = jfk_pcm()
+    n_chunks = (len(pcm) + 6399) // 6400
+    with_srv = ts.Server(name="vosk", workers=1)
+    try:
+        for label, uri in (("port", f"ws://127.0.0.1:{with_srv.vosk}"),
+                           ("path", f"ws://127.0.0.1:{with_srv.http}/vosk")):
+            replies, final, code = asyncio.run(vosk_session(uri, pcm))
+            check(f"a vosk {label}: one reply per chunk ({n_chunks})",
+                  len(replies) == n_chunks and
+                  all("partial" in r or "text" in r for r in replies), f"{len(replies)}")
+            results = [r for r in replies if "result" in r] + ([final] if "result" in final else [])
+            ws = [w for r in results for w in r["result"]]
+            check(f"a vosk {label}: results carry conf/start/end/word in time order",
+                  ws and all(set(w) == {"conf", "start", "end", "word"} and
+                             w["start"] <= w["end"] for w in ws) and
+                  all(a["end"] <= b["start"] + 0.05 for a, b in zip(ws, ws[1:])),
+                  json.dumps(ws[:3]))
+            check(f"a vosk {label}: the server closes after the final result",
+                  code == 1000, f"close code {code}")
+            wer_ok(f"a vosk {label}: the sentence", vosk_text(replies, final))
+        uri = f"ws://127.0.0.1:{with_srv.vosk}"
+        replies, final, _ = asyncio.run(vosk_session(uri, pcm, words=False))
+        check("a vosk words false: results without a word list",
+              all("result" not in r for r in replies + [final]) and final.get("text"),
+              json.dumps(final))
+        # A reset in the pause after "Americans" (2.4 s; the VAD would end
+        # the utterance at 2.57 s) ends that utterance there.
+        replies, final, _ = asyncio.run(vosk_session(uri, pcm, reset_at=11, garbage=True))
+        resets = [r[1] for r in replies if isinstance(r, tuple) and r[0] == "reset"]
+        check("a vosk reset: answered with the result so far",
+              len(resets) == 1 and "result" in resets[0] and
+              textnorm.words(resets[0]["text"]) == textnorm.words("And so my fellow Americans"),
+              json.dumps(resets))
+        bad = [r[1] for r in replies if isinstance(r, tuple) and r[0] == "garbage"]
+        check("a vosk bad message: one reply, with an error, and the stream goes on",
+              len(bad) == 1 and "error" in bad[0], json.dumps(bad))
+        wer_ok("a vosk reset: the sentence, nothing lost at the reset",
+               vosk_text(replies, final))
+    finally:
+        with_srv.stop()
+
+
+# ---- b: WhisperLive -----------------------------------------------------------
+
+def test_b_whisperlive():
+    try:
+        from whisper_live.client import StreamingTranscriptionClient
+    except ImportError as e:
+        check("b whisper-live's client is installed (pip install whisper-live --no-deps "
+              "websocket-client av scipy PyAudio)", False, str(e))
+        return
+    pcm = jfk_pcm()
+    srv = ts.Server(name="whisperlive", workers=1)
+    try:
+        committed, ready = [], threading.Event()
+        c = StreamingTranscriptionClient(
+            "127.0.0.1", srv.whisperlive, lang="en", model="tiny.en", use_vad=True,
+            on_session_started=ready.set,
+            on_committed_transcript=lambda text, segs: committed.append(text))
+        with c:
+            check("b whisperlive client: SERVER_READY", ready.wait(10))
+            for at in range(0, len(pcm), 8192):
+                c.send(pcm[at:at + 8192], pcm_format="int16")
+        text = " ".join(s["text"].strip() for s in c.transcript)
+        check("b whisperlive client: completed segments in order",
+              len(c.transcript) >= 2 and
+              all(float(a["end"]) <= float(b["start"]) for a, b in
+                  zip(c.transcript, c.transcript[1:])), json.dumps(c.transcript)[:300])
+        wer_ok("b whisperlive client: the sentence, the last segment flushed", text)
+        check("b whisperlive client: it ends with 'country'",
+              textnorm.words(text)[-1:] == ["country"], text)
+
+        # websockets on /whisperlive: float32, END_OF_AUDIO as text, words.
+        f32 = (np.frombuffer(pcm, dtype="<i2").astype("<f4") / 32768.0).tobytes()
+        msgs = []
+        with ws_connect(f"ws://127.0.0.1:{srv.http}/whisperlive") as ws:
+            ws.send(json.dumps({"uid": "u-1", "language": "en", "task": "transcribe",
+                                "model": "tiny.en", "use_vad": True,
+                                "word_timestamps": True}))
+            first = json.loads(ws.recv(10))
+            check("b whisperlive path: SERVER_READY with the uid",
+                  first == {"uid": "u-1", "message": "SERVER_READY",
+                            "backend": "faster_whisper"}, json.dumps(first))
+            for at in range(0, len(f32), 16000):
+                ws.send(f32[at:at + 16000])
+            ws.send("END_OF_AUDIO")
+            try:
+                while True:
+                    msgs.append(json.loads(ws.recv(60)))
+            except ConnectionClosed:
+                pass
+            code = ws.close_code
+        segs = msgs[-1].get("segments", []) if msgs else []
+        check("b whisperlive path: segments with string times and words",
+              segs and all(isinstance(s["start"], str) and len(s["start"].split(".")[1]) == 3
+                           and isinstance(s["completed"], bool) for s in segs) and
+              all(s["completed"] for s in segs) and "words" in segs[0] and
+              all(m.get("uid") == "u-1" for m in msgs), json.dumps(segs)[:300])
+        wer_ok("b whisperlive path: the sentence (float32)",
+               " ".join(s["text"] for s in segs))
+        check("b whisperlive path: closed with 1000 after END_OF_AUDIO", code == 1000,
+              f"{code}")
+
+        for opts, word in (({"uid": "u-2", "task": "translate"}, "translate"),
+                           ({"uid": "u-3", "audio_format": "uint8"}, "audio_format")):
+            with ws_connect(f"ws://127.0.0.1:{srv.http}/whisperlive") as ws:
+                ws.send(json.dumps(opts))
+                m = json.loads(ws.recv(10))
+                try:
+                    ws.recv(10)
+                except ConnectionClosed:
+                    pass
+            check(f"b whisperlive options refused: {word}",
+                  m.get("status") == "ERROR" and word in m.get("message", "") and
+                  m.get("uid") == opts["uid"], json.dumps(m))
+    finally:
+        srv.stop()
+
+
+# ---- c: OpenAI Realtime ----------------------------------------------------------
+
+def pcm24(pcm):
+    """16 kHz s16 to 24 kHz s16 (test_serve's resampler)."""
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    y = ts.resample(x, 16000, 24000)
+    return np.clip(np.round(y), -32768, 32767).astype("<i2").tobytes()
+
+
+def rt_collect(conn, until, timeout=60):
+    evs = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ev = conn.recv()
+        evs.append(ev)
+        if until(evs):
+            break
+    return evs
+
+
+def test_c_realtime():
+    try:
+        import openai
+    except ImportError as e:
+        check("c the openai package is installed (pip install openai)", False, str(e))
+        return
+    pcm = pcm24(jfk_pcm())
+    silence = bytes(24000 * 2)
+    srv = ts.Server(name="realtime", workers=1)
+    try:
+        client = openai.OpenAI(api_key="unused", base_url=f"http://127.0.0.1:{srv.http}/v1")
+        with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+            ev = conn.recv()
+            check("c realtime: session.created first", ev.type == "session.created", ev.type)
+            conn.session.update(session={
+                "type": "transcription",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                                    "transcription": {"model": "tiny.en", "language": "en"},
+                                    "turn_detection": {"type": "server_vad"}}}})
+            ev = conn.recv()
+            check("c realtime: session.updated", ev.type == "session.updated", ev.type)
+            for at in range(0, len(pcm), 4800):
+                conn.input_audio_buffer.append(
+                    audio=base64.b64encode(pcm[at:at + 4800]).decode())
+            conn.input_audio_buffer.append(audio=base64.b64encode(silence).decode())
+            evs = rt_collect(conn, lambda e: sum(x.type.endswith(".completed") for x in e) >= 3
+                             and e[-1].type.endswith(".completed")
+                             and "country" in (e[-1].transcript or "").lower())
+        types = [e.type for e in evs]
+        done = [e for e in evs if e.type.endswith("transcription.completed")]
+        for e in done:
+            deltas = "".join(x.delta for x in evs if x.type.endswith("transcription.delta")
+                             and x.item_id == e.item_id)
+            if deltas != e.transcript:
+                check("c realtime: deltas add up to the completed transcript", False,
+                      f"{deltas!r} != {e.transcript!r}")
+                break
+        else:
+            check("c realtime: deltas add up to the completed transcript", bool(done))
+        order_ok = all(types.index(t) < types.index(u) for t, u in (
+            ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"),
+            ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed"),
+            ("input_audio_buffer.committed",
+             "conversation.item.input_audio_transcription.completed"))
+            if t in types and u in types)
+        check("c realtime: speech_started, speech_stopped, committed, completed in order",
+              order_ok and "input_audio_buffer.speech_started" in types and
+              "input_audio_buffer.committed" in types, " ".join(types)[:400])
+        wer_ok("c realtime server_vad: the sentence", " ".join(e.transcript for e in done))
+
+        # turn_detection null: the client's commit ends the one item.
+        with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+            conn.recv()
+            conn.send({"type": "transcription_session.update",
+                       "session": {"input_audio_format": "pcm16", "turn_detection": None,
+                                   "input_audio_transcription": {"language": "en"}}})
+            ev = conn.recv()
+            check("c realtime legacy update: transcription_session.updated",
+                  ev.type == "transcription_session.updated", ev.type)
+            conn.input_audio_buffer.commit()
+            ev = conn.recv()
+            check("c realtime: an empty commit gets an error, the session goes on",
+                  ev.type == "error" and ev.error.code == "input_audio_buffer_commit_empty",
+                  str(ev)[:200])
+            conn.send({"type": "response.create"})
+            ev = conn.recv()
+            check("c realtime: an unknown event gets an error",
+                  ev.type == "error" and ev.error.code == "unknown_event", str(ev)[:200])
+            for at in range(0, len(pcm), 48000):
+                conn.input_audio_buffer.append(
+                    audio=base64.b64encode(pcm[at:at + 48000]).decode())
+            conn.input_audio_buffer.commit()
+            evs = rt_collect(conn, lambda e: e[-1].type.endswith("transcription.completed"))
+        types = [e.type for e in evs]
+        done = [e for e in evs if e.type.endswith("transcription.completed")]
+        check("c realtime manual: committed, then one completed item, no VAD events",
+              types[0] == "input_audio_buffer.committed" and len(done) == 1 and
+              "input_audio_buffer.speech_started" not in types, " ".join(types))
+        wer_ok("c realtime manual: the sentence", done[0].transcript if done else "")
+    finally:
+        srv.stop()
+
+
+# ---- d: uniform behaviour ---------------------------------------------------------
+
+def test_d_uniform():
+    pcm = jfk_pcm()
+    srv = ts.Server(name="uniform", workers=1, extra=["--max-streams", "1"])
+    try:
+        hold = ws_connect(f"ws://127.0.0.1:{srv.http}/v1/stream")
+        hold.recv(10)
+        hold.send(pcm[:32000])
+        # vosk: 1013.
+        try:
+            with ws_connect(f"ws://127.0.0.1:{srv.vosk}") as ws:
+                ws.send(pcm[:3200])
+                ws.recv(10)
+            code = None
+        except ConnectionClosed as e:
+            code = e.rcvd.code if e.rcvd else None
+        check("d busy vosk: close 1013", code == 1013, f"{code}")
+        # WhisperLive: WAIT with the uid.
+        with ws_connect(f"ws://127.0.0.1:{srv.whisperlive}") as ws:
+            ws.send(json.dumps({"uid": "busy-1"}))
+            m = json.loads(ws.recv(10))
+            try:
+                ws.recv(10)
+            except ConnectionClosed as e:
+                code = e.rcvd.code if e.rcvd else None
+        check("d busy whisperlive: status WAIT with the uid, then 1013",
+              m.get("status") == "WAIT" and m.get("uid") == "busy-1" and code == 1013,
+              f"{m} {code}")
+        # Realtime: an error event, then 1013.
+        with ws_connect(f"ws://127.0.0.1:{srv.http}/v1/realtime?intent=transcription") as ws:
+            m = json.loads(ws.recv(10))
+            try:
+                ws.recv(10)
+            except ConnectionClosed as e:
+                code = e.rcvd.code if e.rcvd else None
+        check("d busy realtime: error server_busy, then 1013",
+              m.get("type") == "error" and m["error"]["code"] == "server_busy" and
+              code == 1013, f"{m} {code}")
+        hold.close()
+        ts.wait_streams_idle(srv, 20)
+        mt = srv.metrics()
+        check("d metrics: refusals counted by protocol",
+              all(mt.get(f'sotto_protocol_rejected_total{{protocol="{p}"}}', 0) >= 1
+                  for p in ("vosk", "whisperlive", "realtime")), json.dumps(
+                      {k: v for k, v in mt.items() if "protocol" in k}))
+
+        # SIGTERM while a vosk client streams: its final result, then 1001.
+        out = {}
+
+        async def vosk_drain():
+            async with websockets.connect(f"ws://127.0.0.1:{srv.vosk}") as ws:
+                for at in range(0, len(pcm), 6400):
+                    await ws.send(pcm[at:at + 6400])
+                    r = json.loads(await ws.recv())
+                    out.setdefault("replies", []).append(r)
+                    if at == 6400 * 40:         # 8 s in: "...can do for you"
+                        srv.p.send_signal(signal.SIGTERM)
+                        break
+                try:
+                    while True:
+                        out.setdefault("after", []).append(json.loads(await ws.recv()))
+                except websockets.ConnectionClosed as e:
+                    out["code"] = e.rcvd.code if e.rcvd else None
+        asyncio.run(vosk_drain())
+        after = out.get("after", [])
+        text = " ".join(r.get("text", "") for r in out.get("replies", []) + after)
+        check("d drain vosk: the final result, then close 1001",
+              out.get("code") == 1001 and any("result" in r for r in after) and
+              "country" in text.lower(), json.dumps(out)[:400])
+        mt = {}
+    finally:
+        srv.stop()
+
+
+TESTS = [
+    ("a", test_a_vosk),
+    ("b", test_b_whisperlive),
+    ("c", test_c_realtime),
+    ("d", test_d_uniform),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sotto", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--shared", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--server-log", action="store_true")
+    ts.ARGS = ap.parse_args()
+    if IMPORT_ERROR:
+        print(f"test_dialects: {IMPORT_ERROR}", file=sys.stderr)
+        return 2
+    manifest = os.path.join(ts.ARGS.shared, "audio", "manifest.tsv")
+    with open(manifest, newline="") as f:
+        refs = {r["file"]: r["transcript"] for r in csv.DictReader(f, delimiter="\t")}
+    path = os.path.join(ts.ARGS.shared, "audio", ts.JFK)
+    ts.AUDIO[ts.JFK] = (ts.load_wav(path), refs[ts.JFK])
+    ts.set_subreaper()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    return ts.run_tests(TESTS, ts.ARGS.only, "test_dialects")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
