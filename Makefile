@@ -160,6 +160,12 @@ $(FUZZ_BUILD)/fuzz_client: fuzz/fuzz_client.c $(FUZZ_BUILD)/src/client/stream_pr
                            $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lzip -lcrypto -lm -lpthread
 
+# fuzz_dialect (the vosk, WhisperLive and Realtime message parsers) links
+# src/server/dialect.c, which needs cJSON and OpenSSL's base64.
+$(FUZZ_BUILD)/fuzz_dialect: fuzz/fuzz_dialect.c $(FUZZ_BUILD)/src/server/dialect.o \
+                            $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lzip -lcrypto -lm -lpthread
+
 clean:
 	rm -rf build build-* 
 

@@ -1,0 +1,85 @@
+/*
+ * fuzz_dialect.c - libFuzzer target for the parsers of the other servers'
+ * client messages (src/server/dialect.c): vosk-server's text messages,
+ * WhisperLive's options and end marker, and OpenAI Realtime's client
+ * events with their base64 audio.
+ *
+ * The first byte of the input picks the parser (its low two bits), the
+ * rest is the message, as the gateway hands it over: a whole WebSocket
+ * text message of any bytes.  Each parser must answer with 0 and a filled
+ * struct, or -1 with an error message; never crash, leak, or read or write
+ * out of bounds.  The target checks the contracts the gateway relies on:
+ * copied strings are NUL-terminated within their limits, rates are in
+ * range, the decoded audio fits its buffer, and an error always says why.
+ *
+ * Seeds: fuzz/seeds/dialect (one file per parser and case; the first byte
+ * is the selector).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/dialect.h"
+
+/* The Realtime audio buffer: small, so that "too large" is reachable. */
+#define AUDIO_CAP 4096
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char err[256];
+    const char *text;
+    size_t len;
+
+    if (size < 1)
+        return 0;
+    text = (const char *)data + 1;
+    len = size - 1;
+    err[0] = 0;
+    switch (data[0] & 3) {
+    case 0: {
+        sotto__vosk_msg m;
+        if (sotto__vosk_parse(text, len, &m, err, sizeof err) == 0) {
+            if (m.kind < SOTTO__VOSK_CONFIG || m.kind > SOTTO__VOSK_RESET)
+                abort();
+            if (m.sample_rate != 0 && (m.sample_rate < 8000 || m.sample_rate > 192000))
+                abort();
+        } else if (err[0] == 0) {
+            abort();
+        }
+        break;
+    }
+    case 1: {
+        sotto__wl_options o;
+        (void)sotto__wl_is_end(text, len);
+        if (sotto__wl_parse_options(text, len, &o, err, sizeof err) == 0) {
+            if (o.uid[0] == 0 || strlen(o.uid) > SOTTO__DIALECT_MAX_UID ||
+                strlen(o.language) > SOTTO__DIALECT_MAX_LANGUAGE ||
+                strlen(o.prompt) > SOTTO__DIALECT_MAX_PROMPT ||
+                o.last_n < 1 || o.last_n > SOTTO__DIALECT_MAX_LAST_N)
+                abort();
+        } else if (err[0] == 0) {
+            abort();
+        }
+        break;
+    }
+    default: {
+        sotto__rt_msg m;
+        unsigned char *audio = malloc(AUDIO_CAP);
+        const char *code = NULL;
+        if (audio == NULL)
+            return 0;
+        if (sotto__rt_parse(text, len, &m, audio, AUDIO_CAP, &code, err, sizeof err) == 0) {
+            if (m.audio_n > AUDIO_CAP || strlen(m.event_id) > SOTTO__RT_MAX_EVENT_ID ||
+                strlen(m.language) > SOTTO__DIALECT_MAX_LANGUAGE ||
+                strlen(m.prompt) > SOTTO__DIALECT_MAX_PROMPT ||
+                (m.rate != -1 && (m.rate < 8000 || m.rate > 192000)))
+                abort();
+        } else if (err[0] == 0 || code == NULL) {
+            abort();
+        }
+        free(audio);
+        break;
+    }
+    }
+    return 0;
+}
