@@ -7,7 +7,9 @@
  *                the HTTP operations endpoints (/health, /ready,
  *                /metrics) and the live captions page (/);
  * gateway_dialect.c  the other servers' WebSocket protocols (vosk,
- *                WhisperLive, OpenAI Realtime), each a gw_dialect;
+ *                WhisperLive, OpenAI Realtime), each a gw_dialect, on
+ *                their paths and (vosk, WhisperLive) their own ports;
+ * dialect.c      the parsers of those protocols' client messages;
  * web.c          the page's bytes, built in from src/server/web/index.html.
  *
  * Everything here is touched by the gateway's one thread only.

@@ -25,10 +25,15 @@
 #include "server/dialect.h"
 #include "server/gateway.h"
 
-/* Most words a dialect holds for one utterance (vosk result, WhisperLive
- * segment, Realtime item); at the limit the words so far are sent as a
- * result or completed segment of their own. */
-#define GW_DIALECT_MAX_WORDS 2000
+/* Most words a dialect holds for one vosk result or WhisperLive segment;
+ * at the limit the words so far are sent as a result or completed segment
+ * of their own.  500 words with their times render to about 40 KB, under
+ * the gateway's event limit (SOTTO__GW_MAX_EVENT, 64 KiB). */
+#define GW_DIALECT_MAX_WORDS 500
+/* Longest Realtime transcript in a completed event (the deltas carry
+ * every word whatever the length; past this the completed event's
+ * transcript stops growing, so that the event stays under 64 KiB). */
+#define GW_RT_MAX_TRANSCRIPT 60000
 /* Most vosk results waiting for a client message to answer; past it the
  * oldest goes unasked, so a client that stops sending cannot make the
  * gateway hold results without bound. */
@@ -381,9 +386,16 @@ static void vosk_closing(sotto__gateway *g, gw_stream *s, const char *reason)
 
     if (v == NULL || v->final_sent)
         return;
-    /* The queued results and the open utterance, merged in order. */
+    /* The queued results and the open utterance, merged in order; when
+     * that would pass the word limit, the queued results go first on
+     * their own. */
     for (vres *r = v->head; r != NULL; r = r->next)
         n += r->words.n;
+    if (n > GW_DIALECT_MAX_WORDS) {
+        while (v->head != NULL)
+            vosk_reply(g, s, v);
+        n = v->utt.n;
+    }
     if (n > 0 && (all.v = malloc((size_t)n * sizeof *all.v)) != NULL) {
         for (vres *r = v->head; r != NULL; r = r->next)
             for (int i = 0; i < r->words.n; i++)
@@ -555,7 +567,21 @@ static void wl_update(sotto__gateway *g, gw_stream *s, wl_state *w, int partial)
         return;
     }
     cJSON_AddItemToObject(o, "segments", segs);
-    sotto__gw_send_cjson(g, s, o, partial);
+    /* Long segments with words may not all fit in one event: the oldest
+     * completed ones go first (the client has them already). */
+    for (;;) {
+        char *t = cJSON_PrintUnformatted(o);
+        size_t n = t != NULL ? strlen(t) : 0;
+        if (t == NULL || n <= SOTTO__GW_MAX_EVENT || cJSON_GetArraySize(segs) <= 1) {
+            if (t != NULL)
+                sotto__gw_send_json(g, s, t, n, partial);
+            free(t);
+            break;
+        }
+        free(t);
+        cJSON_DeleteItemFromArray(segs, 0);
+    }
+    cJSON_Delete(o);
 }
 
 static void wl_status(sotto__gateway *g, gw_stream *s, wl_state *w, const char *status,
@@ -1006,11 +1032,12 @@ static void rt_event_in(sotto__gateway *g, gw_stream *s, cJSON *ev)
         if (r->n == 0)
             text += strspn(text, " ");
         l = strlen(text);
-        if ((nt = realloc(r->transcript, r->n + l + 1)) == NULL)
-            return;
-        r->transcript = nt;
-        memcpy(r->transcript + r->n, text, l + 1);
-        r->n += l;
+        if (r->n + l <= GW_RT_MAX_TRANSCRIPT &&
+            (nt = realloc(r->transcript, r->n + l + 1)) != NULL) {
+            r->transcript = nt;
+            memcpy(r->transcript + r->n, text, l + 1);
+            r->n += l;
+        }
         o = rt_event(r, "conversation.item.input_audio_transcription.delta");
         rt_add_item(o, s, "item_id", u);
         cJSON_AddNumberToObject(o, "content_index", 0);

@@ -99,8 +99,13 @@ void sotto__gw_send_json(sotto__gateway *g, gw_stream *s, const char *json,
 {
     gw_out *o;
 
-    if (s->wsi == NULL || len > SOTTO__GW_MAX_EVENT)
+    if (s->wsi == NULL)
         return;
+    if (len > SOTTO__GW_MAX_EVENT) {
+        sotto__log(SOTTO_LOG_ERROR, s->id, "an event of %zu bytes is over the %u-byte "
+                   "limit; not sent", len, (unsigned)SOTTO__GW_MAX_EVENT);
+        return;
+    }
     /* A newer partial replaces any older one still queued. */
     if (partial)
         drop_partials(g, s);
