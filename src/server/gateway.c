@@ -339,7 +339,6 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
     sotto__ipc_reader_free(&w->rd);
     for (gw_stream *s = g->streams, *next; s != NULL; s = next) {
         char msg[256];
-        int len;
         next = s->next;
         if (s->worker != w->slot)
             continue;
@@ -354,14 +353,11 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
         s->recoveries++;
         g->m.recoveries++;
         n++;
-        len = snprintf(msg, sizeof msg,
-                       "{\"type\":\"warning\",\"seq\":%llu,\"code\":\"worker_restart\","
-                       "\"message\":\"the engine process serving this stream "
-                       "stopped (%s); replaying %.1f s of audio on another\"}",
-                       (unsigned long long)++s->seq_out, why,
-                       s->audio_in - s->base_time > 0 ? s->audio_in - s->base_time : 0.0);
-        if (s->kind == GW_WS && s->wsi != NULL)
-            sotto__gw_send_json(g, s, msg, (size_t)len, 0);
+        snprintf(msg, sizeof msg, "the engine process serving this stream stopped (%s); "
+                 "replaying %.1f s of audio on another", why,
+                 s->audio_in - s->base_time > 0 ? s->audio_in - s->base_time : 0.0);
+        if (s->kind == GW_WS && s->wsi != NULL && s->dl->warning != NULL)
+            s->dl->warning(g, s, "worker_restart", msg);
         sotto__log(SOTTO_LOG_WARN, s->id, "recovering: worker%d gone", w->slot);
     }
     w->n_streams = 0;

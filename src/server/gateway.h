@@ -188,6 +188,11 @@ typedef struct gw_dialect {
     /* The stream ended in the worker ("finished", "error" ...): the last
      * messages before the close (NULL ok). */
     void (*closing)(sotto__gateway *g, gw_stream *s, const char *reason);
+    /* Tell the client that its worker died and the stream is being
+     * replayed (code "worker_restart"); NULL: the dialect has no way to
+     * say it unasked, and only the log does. */
+    void (*warning)(sotto__gateway *g, gw_stream *s, const char *code,
+                    const char *message);
     /* Tell the client that something it did failed; the stream goes on
      * unless the caller closes it. */
     void (*error)(sotto__gateway *g, gw_stream *s, const char *code,

@@ -697,6 +697,12 @@ static void wl_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
     }
 }
 
+static void wl_warning(sotto__gateway *g, gw_stream *s, const char *code,
+                       const char *message)
+{
+    wl_status(g, s, wl_of(s), "WARNING", message);
+}
+
 static void wl_error(sotto__gateway *g, gw_stream *s, const char *code, const char *message)
 {
     sotto__log(SOTTO_LOG_WARN, s->id, "whisperlive client error: %s: %s", code, message);
@@ -738,6 +744,7 @@ const gw_dialect sotto__gw_whisperlive = {
     .text = wl_text,
     .binary = wl_binary,
     .event = wl_event,
+    .warning = wl_warning,
     .error = wl_error,
     .refusal = wl_refusal,
     .refuse_after_first = 1,

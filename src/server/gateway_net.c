@@ -311,6 +311,18 @@ static void ws_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
     free(out);
 }
 
+static void send_warning(sotto__gateway *g, gw_stream *s, const char *code,
+                         const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(o, "type", "warning");
+    cJSON_AddNumberToObject(o, "seq", (double)++s->seq_out);
+    cJSON_AddStringToObject(o, "code", code);
+    cJSON_AddStringToObject(o, "message", message);
+    sotto__gw_send_cjson(g, s, o, 0);
+}
+
 const gw_dialect sotto__gw_native = {
     .name = "native",
     .proto = GW_PROTO_NATIVE,
@@ -318,6 +330,7 @@ const gw_dialect sotto__gw_native = {
     .text = ws_text,
     .binary = ws_binary,
     .event = ws_event,
+    .warning = send_warning,
     .error = send_error,
 };
 

@@ -35,6 +35,9 @@ Tests:
      WAIT echoing the uid; Realtime: an error event server_busy, then
      1013); /metrics counts each protocol; SIGTERM drains a vosk stream
      with its final result, then close 1001
+  e  a worker SIGKILLed mid-sentence under a vosk and a WhisperLive client:
+     vosk still gets one reply per chunk, WhisperLive a WARNING status,
+     and both the whole sentence (the replay works for every dialect)
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -422,11 +425,72 @@ def test_d_uniform():
         srv.stop()
 
 
+# ---- e: a worker killed under a dialect -------------------------------------------
+
+def kill_workers(srv):
+    for pid in srv.worker_pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def test_e_worker_kill():
+    pcm = jfk_pcm()
+    srv = ts.Server(name="kill", workers=1)
+    try:
+        # vosk: the worker dies 5 s into the sentence; the replies go on
+        # (one per chunk) and the results hold the whole sentence.
+        async def vosk_kill():
+            replies = []
+            async with websockets.connect(f"ws://127.0.0.1:{srv.vosk}") as ws:
+                for i, at in enumerate(range(0, len(pcm), 6400)):
+                    await ws.send(pcm[at:at + 6400])
+                    replies.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+                    if i == 25:
+                        kill_workers(srv)
+                await ws.send('{"eof" : 1}')
+                final = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            return replies, final
+        replies, final = asyncio.run(vosk_kill())
+        check("e vosk: one reply per chunk across the worker's death",
+              len(replies) == (len(pcm) + 6399) // 6400, f"{len(replies)}")
+        wer_ok("e vosk: the sentence after a worker SIGKILL", vosk_text(replies, final))
+        check("e vosk: the stream was replayed",
+              srv.metrics().get("sotto_stream_recoveries_total", 0) >= 1)
+
+        # WhisperLive: a WARNING status, then the whole sentence.
+        msgs = []
+        with ws_connect(f"ws://127.0.0.1:{srv.whisperlive}") as ws:
+            ws.send(json.dumps({"uid": "k", "audio_format": "int16"}))
+            ws.recv(10)
+            for i, at in enumerate(range(0, len(pcm), 6400)):
+                ws.send(pcm[at:at + 6400])
+                if i == 25:
+                    kill_workers(srv)
+                time.sleep(0.02)
+            ws.send(b"END_OF_AUDIO")
+            try:
+                while True:
+                    msgs.append(json.loads(ws.recv(60)))
+            except ConnectionClosed:
+                pass
+        warn = [m for m in msgs if m.get("status") == "WARNING"]
+        segs = [m for m in msgs if "segments" in m]
+        check("e whisperlive: a WARNING status names the restart",
+              warn and "replaying" in warn[0]["message"], json.dumps(warn)[:200])
+        wer_ok("e whisperlive: the sentence after a worker SIGKILL",
+               " ".join(x["text"] for x in segs[-1]["segments"]) if segs else "")
+    finally:
+        srv.stop()
+
+
 TESTS = [
     ("a", test_a_vosk),
     ("b", test_b_whisperlive),
     ("c", test_c_realtime),
     ("d", test_d_uniform),
+    ("e", test_e_worker_kill),
 ]
 
 
