@@ -766,7 +766,7 @@ def main():
     t_start = time.monotonic()
     state_dir = tempfile.mkdtemp(prefix="sotto-serve-bench-")
     cmd = [args.sotto, "serve", "--model", args.model, "--http-port", "0", "--tcp-port", "0",
-           "--vosk-port", "-1", "--whisperlive-port", "-1",
+           "--vosk-port", "-1", "--whisperlive-port", "-1", "--wyoming-port", "-1",
            "--workers", str(args.workers), "--threads", str(args.threads),
            "--state-dir", state_dir, "--max-streams", str(max(64, max(levels))),
            *vad_args(args.sotto, args.shared)]

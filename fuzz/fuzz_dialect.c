@@ -1,12 +1,13 @@
 /*
  * fuzz_dialect.c - libFuzzer target for the parsers of the other servers'
  * client messages (src/server/dialect.c): vosk-server's text messages,
- * WhisperLive's options and end marker, and OpenAI Realtime's client
- * events with their base64 audio.
+ * WhisperLive's options and end marker, OpenAI Realtime's client events
+ * with their base64 audio, and Wyoming's framing on raw TCP.
  *
  * The first byte of the input picks the parser (its low two bits), the
  * rest is the message, as the gateway hands it over: a whole WebSocket
- * text message of any bytes.  Each parser must answer with 0 and a filled
+ * text message of any bytes, or for Wyoming the bytes of a TCP stream,
+ * pushed in pieces whose sizes come from the input itself.  Each parser must answer with 0 and a filled
  * struct, or -1 with an error message; never crash, leak, or read or write
  * out of bounds.  The target checks the contracts the gateway relies on:
  * copied strings are NUL-terminated within their limits, rates are in
@@ -18,6 +19,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "server/dialect.h"
 
@@ -59,6 +62,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         } else if (err[0] == 0) {
             abort();
+        }
+        break;
+    }
+    case 3: {
+        /* Wyoming: a small payload limit, so that "too large" is reachable;
+         * pieces of 1 to 64 bytes, by the bytes themselves. */
+        sotto__wy_reader r;
+        sotto__wy_event ev = { 0 };
+        size_t at = 0;
+        sotto__wy_reader_init(&r, AUDIO_CAP);
+        while (at < len) {
+            size_t k = 1 + ((const unsigned char *)text)[at] % 64;
+            int rc;
+            if (k > len - at)
+                k = len - at;
+            if (sotto__wy_reader_push(&r, text + at, k) != 0)
+                break;
+            at += k;
+            while ((rc = sotto__wy_next(&r, &ev, err, sizeof err)) == 1) {
+                if (ev.type[0] == 0 || ev.data == NULL || ev.payload_n > AUDIO_CAP ||
+                    (ev.payload_n > 0 && ev.payload == NULL))
+                    abort();
+                if (ev.payload_n > 0)
+                    (void)(volatile unsigned char)ev.payload[ev.payload_n - 1];
+            }
+            if (rc < 0) {
+                if (err[0] == 0)
+                    abort();
+                break;
+            }
+            /* The buffer holds at most one event and one push. */
+            if (r.n > SOTTO__WY_MAX_HEADER + SOTTO__WY_MAX_DATA + AUDIO_CAP + 64)
+                abort();
+        }
+        sotto__wy_event_clear(&ev);
+        sotto__wy_reader_free(&r);
+        {
+            /* The writer's frames read back as what was written. */
+            size_t n = 0;
+            unsigned char *b = sotto__wy_render("transcript", NULL, text, len < 64 ? len : 64,
+                                                &n);
+            free(b);
         }
         break;
     }

@@ -51,15 +51,16 @@ fi
 
 # The server tests drive it with an independent WebSocket client, and the
 # dialect tests with the other servers' own clients: OpenAI's Python
-# package, and WhisperLive's client without its server's GPU stack (what
+# package, the wyoming package (Home Assistant's protocol library), and
+# WhisperLive's client without its server's GPU stack (what
 # its client module imports: websocket-client, PyAV, SciPy, and PyAudio,
 # built against portaudio19-dev).
 if [ $want_test -eq 1 ]; then
     python3 -c 'import websockets, numpy' 2>/dev/null ||
         python3 -m pip install -q websockets==15.0.1 numpy
-    python3 -c 'import openai, whisper_live.client' 2>/dev/null || {
-        python3 -m pip install -q openai==3.57.0 websocket-client==1.9.2 av==18.1.0 \
-            scipy==1.17.1 PyAudio==0.2.14 &&
+    python3 -c 'import openai, wyoming, whisper_live.client' 2>/dev/null || {
+        python3 -m pip install -q openai==3.57.0 wyoming==1.10.2 websocket-client==1.9.2 \
+            av==18.1.0 scipy==1.17.1 PyAudio==0.2.14 &&
         python3 -m pip install -q --no-deps whisper-live==0.10.0
     }
 fi

@@ -96,6 +96,7 @@ void sotto__serve_config_defaults(sotto__serve_config *c)
     c->tcp_port = 43007;
     c->vosk_port = 2700;
     c->whisperlive_port = 9090;
+    c->wyoming_port = 10300;
     default_state_dir(c->state_dir, sizeof c->state_dir);
     c->max_streams = 8;
     c->max_frame = SOTTO__SERVE_MAX_FRAME;
@@ -284,6 +285,8 @@ int sotto__serve_config_set(sotto__serve_config *c, const char *key,
         return parse_int(k, v, -1, 65535, &c->vosk_port, err, errcap);
     if (strcmp(k, "whisperlive-port") == 0)
         return parse_int(k, v, -1, 65535, &c->whisperlive_port, err, errcap);
+    if (strcmp(k, "wyoming-port") == 0)
+        return parse_int(k, v, -1, 65535, &c->wyoming_port, err, errcap);
     if (strcmp(k, "state-dir") == 0)
         return parse_string(k, v, c->state_dir, sizeof c->state_dir, 0,
                             err, errcap);

@@ -361,3 +361,191 @@ done:
     cJSON_Delete(o);
     return rc;
 }
+
+/* ---- Wyoming ----------------------------------------------------------------- */
+
+/* The protocol version sotto writes in its headers. */
+#define WY_VERSION "1.5.3"
+
+void sotto__wy_reader_init(sotto__wy_reader *r, size_t max_payload)
+{
+    memset(r, 0, sizeof *r);
+    r->max_payload = max_payload;
+}
+
+int sotto__wy_reader_push(sotto__wy_reader *r, const void *data, size_t n)
+{
+    /* Drop the event last returned first, so the buffer holds at most one
+     * event and one push. */
+    if (r->used > 0) {
+        memmove(r->buf, r->buf + r->used, r->n - r->used);
+        r->n -= r->used;
+        r->used = 0;
+    }
+    if (r->n + n > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        unsigned char *nb;
+        while (cap < r->n + n)
+            cap *= 2;
+        if ((nb = realloc(r->buf, cap)) == NULL)
+            return -1;
+        r->buf = nb;
+        r->cap = cap;
+    }
+    memcpy(r->buf + r->n, data, n);
+    r->n += n;
+    return 0;
+}
+
+void sotto__wy_event_clear(sotto__wy_event *ev)
+{
+    cJSON_Delete(ev->data);
+    memset(ev, 0, sizeof *ev);
+}
+
+void sotto__wy_reader_free(sotto__wy_reader *r)
+{
+    free(r->buf);
+    memset(r, 0, sizeof *r);
+}
+
+/* A length field: absent or null is 0; else a whole number up to max. */
+static int wy_length(const cJSON *h, const char *key, size_t max, size_t *out,
+                     char *err, size_t cap)
+{
+    const cJSON *x = get(h, key);
+
+    *out = 0;
+    if (x == NULL || cJSON_IsNull(x))
+        return 0;
+    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble != floor(x->valuedouble))
+        return fail(err, cap, "%s must be a whole number", key);
+    if (x->valuedouble > (double)max)
+        return fail(err, cap, "%s %.0f is over the limit of %zu bytes", key,
+                    x->valuedouble, max);
+    *out = (size_t)x->valuedouble;
+    return 0;
+}
+
+int sotto__wy_next(sotto__wy_reader *r, sotto__wy_event *ev, char *err, size_t errcap)
+{
+    const unsigned char *p, *nl;
+    size_t avail, line, data_n, payload_n;
+    cJSON *h = NULL, *d = NULL;
+    const cJSON *t, *x;
+    int rc = -1;
+
+    sotto__wy_event_clear(ev);
+    if (r->used > 0) {
+        memmove(r->buf, r->buf + r->used, r->n - r->used);
+        r->n -= r->used;
+        r->used = 0;
+    }
+    p = r->buf;
+    avail = r->n;
+    nl = avail > 0 ? memchr(p, '\n', avail < SOTTO__WY_MAX_HEADER ? avail
+                                                                  : SOTTO__WY_MAX_HEADER) : NULL;
+    if (nl == NULL) {
+        if (avail >= SOTTO__WY_MAX_HEADER)
+            return fail(err, errcap, "a header line longer than %d bytes",
+                        SOTTO__WY_MAX_HEADER);
+        return 0;
+    }
+    line = (size_t)(nl - p);
+    if ((h = cJSON_ParseWithLength((const char *)p, line)) == NULL || !cJSON_IsObject(h)) {
+        fail(err, errcap, "a header that is not a JSON object");
+        goto done;
+    }
+    t = get(h, "type");
+    if (!cJSON_IsString(t) || t->valuestring[0] == 0 ||
+        strlen(t->valuestring) > SOTTO__WY_MAX_TYPE) {
+        fail(err, errcap, "a header without a type of 1 to %d bytes", SOTTO__WY_MAX_TYPE);
+        goto done;
+    }
+    if (wy_length(h, "data_length", SOTTO__WY_MAX_DATA, &data_n, err, errcap) != 0 ||
+        wy_length(h, "payload_length", r->max_payload, &payload_n, err, errcap) != 0)
+        goto done;
+    x = get(h, "data");
+    if (x != NULL && !cJSON_IsNull(x) && !cJSON_IsObject(x)) {
+        fail(err, errcap, "data must be an object");
+        goto done;
+    }
+    if (avail - line - 1 < data_n + payload_n) {
+        rc = 0;                 /* the rest has not come yet */
+        goto done;
+    }
+    /* The data: the header's, updated by the data block's. */
+    d = x != NULL && cJSON_IsObject(x) ? cJSON_DetachItemFromObjectCaseSensitive(h, "data")
+                                       : cJSON_CreateObject();
+    if (d == NULL)
+        goto done;
+    if (data_n > 0) {
+        cJSON *blk = cJSON_ParseWithLength((const char *)nl + 1, data_n), *it;
+        if (blk == NULL || !cJSON_IsObject(blk)) {
+            cJSON_Delete(blk);
+            fail(err, errcap, "a data block that is not a JSON object");
+            goto done;
+        }
+        while ((it = blk->child) != NULL) {
+            cJSON_DetachItemViaPointer(blk, it);
+            if (it->string == NULL) {
+                cJSON_Delete(it);
+                continue;
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(d, it->string);
+            cJSON_AddItemToObject(d, it->string, it);
+            /* cJSON_AddItemToObject copies the key; drop the item's own. */
+        }
+        cJSON_Delete(blk);
+    }
+    snprintf(ev->type, sizeof ev->type, "%s", t->valuestring);
+    ev->data = d;
+    d = NULL;
+    ev->payload = payload_n > 0 ? nl + 1 + data_n : NULL;
+    ev->payload_n = payload_n;
+    r->used = line + 1 + data_n + payload_n;
+    rc = 1;
+done:
+    cJSON_Delete(d);
+    cJSON_Delete(h);
+    return rc;
+}
+
+unsigned char *sotto__wy_render(const char *type, const cJSON *data, const void *payload,
+                                size_t payload_n, size_t *n)
+{
+    cJSON *h = cJSON_CreateObject();
+    char *hdr = NULL, *dj = NULL;
+    unsigned char *out = NULL;
+    size_t hl, dl = 0;
+
+    if (h == NULL)
+        goto done;
+    cJSON_AddStringToObject(h, "type", type);
+    cJSON_AddStringToObject(h, "version", WY_VERSION);
+    if (data != NULL && cJSON_GetArraySize(data) > 0) {
+        if ((dj = cJSON_PrintUnformatted(data)) == NULL)
+            goto done;
+        dl = strlen(dj);
+        cJSON_AddNumberToObject(h, "data_length", (double)dl);
+    }
+    if (payload_n > 0)
+        cJSON_AddNumberToObject(h, "payload_length", (double)payload_n);
+    if ((hdr = cJSON_PrintUnformatted(h)) == NULL)
+        goto done;
+    hl = strlen(hdr);
+    if ((out = malloc(hl + 1 + dl + payload_n)) == NULL)
+        goto done;
+    memcpy(out, hdr, hl);
+    out[hl] = '\n';
+    if (dl > 0)
+        memcpy(out + hl + 1, dj, dl);
+    if (payload_n > 0)
+        memcpy(out + hl + 1 + dl, payload, payload_n);
+    *n = hl + 1 + dl + payload_n;
+done:
+    free(hdr);
+    free(dj);
+    cJSON_Delete(h);
+    return out;
+}

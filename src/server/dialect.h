@@ -15,7 +15,11 @@
  *   whisperlive  WhisperLive's: a JSON options object first, binary
  *                float32 (or int16) audio, "END_OF_AUDIO";
  *   realtime     OpenAI's Realtime API in transcription mode: JSON events
- *                with base64 audio.
+ *                with base64 audio;
+ *   wyoming      Home Assistant's Wyoming protocol on raw TCP: a JSON
+ *                header line, optional JSON data, optional binary
+ *                payload, per event (an incremental reader, since TCP
+ *                has no messages).
  *
  * Every string copied out has a named limit; a longer one is an error,
  * never truncated silently.
@@ -24,6 +28,8 @@
 #define SOTTO_SERVER_DIALECT_H
 
 #include <stddef.h>
+
+struct cJSON;
 
 /* Longest WhisperLive uid echoed back in every reply. */
 #define SOTTO__DIALECT_MAX_UID 128
@@ -123,5 +129,51 @@ typedef struct sotto__rt_msg {
 int sotto__rt_parse(const char *text, size_t len, sotto__rt_msg *m,
                     unsigned char *audio, size_t audio_cap,
                     const char **code, char *err, size_t errcap);
+
+/* ---- Wyoming ----------------------------------------------------------------- */
+
+/* Longest header line (JSON and its newline). */
+#define SOTTO__WY_MAX_HEADER 8192
+/* Longest data block after the header. */
+#define SOTTO__WY_MAX_DATA 65536
+/* Longest event type. */
+#define SOTTO__WY_MAX_TYPE 31
+
+typedef struct sotto__wy_reader {
+    unsigned char *buf;
+    size_t n, cap;
+    size_t used;              /* bytes of the event last returned */
+    size_t max_payload;       /* a payload over this is an error */
+} sotto__wy_reader;
+
+typedef struct sotto__wy_event {
+    char type[SOTTO__WY_MAX_TYPE + 1];
+    struct cJSON *data;       /* an object (header "data" merged with the
+                               * data block); owned, freed by the next
+                               * sotto__wy_next or sotto__wy_reader_free */
+    const unsigned char *payload;   /* in the reader's buffer, valid until
+                                     * the next push or next */
+    size_t payload_n;
+} sotto__wy_event;
+
+/* A reader taking payloads of at most max_payload bytes. */
+void sotto__wy_reader_init(sotto__wy_reader *r, size_t max_payload);
+/* Appends bytes read from the socket.  0, or -1 out of memory. */
+int sotto__wy_reader_push(sotto__wy_reader *r, const void *data, size_t n);
+/*
+ * Takes the next complete event: 1 with *ev filled, 0 when more bytes are
+ * needed, -1 when the stream is malformed (a header that is not a JSON
+ * object with a string "type", a length over its limit, data that is not
+ * a JSON object); err says why, and the connection cannot go on.
+ */
+int sotto__wy_next(sotto__wy_reader *r, sotto__wy_event *ev, char *err, size_t errcap);
+void sotto__wy_event_clear(sotto__wy_event *ev);
+void sotto__wy_reader_free(sotto__wy_reader *r);
+
+/* Renders one event as Wyoming frames it (header line with data_length
+ * and payload_length, the data JSON, the payload) into a new buffer;
+ * *n gets its size.  data may be NULL.  NULL when out of memory. */
+unsigned char *sotto__wy_render(const char *type, const struct cJSON *data,
+                                const void *payload, size_t payload_n, size_t *n);
 
 #endif

@@ -290,7 +290,7 @@ static void end_unplaced(sotto__gateway *g, gw_stream *s, const char *code,
 {
     if (s->done)
         return;
-    if (s->kind == GW_WS && s->wsi != NULL)
+    if (s->dl != NULL && s->wsi != NULL)
         s->dl->error(g, s, code, message);
     s->finishing = 1;
     s->done = 1;
@@ -356,7 +356,7 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
         snprintf(msg, sizeof msg, "the engine process serving this stream stopped (%s); "
                  "replaying %.1f s of audio on another", why,
                  s->audio_in - s->base_time > 0 ? s->audio_in - s->base_time : 0.0);
-        if (s->kind == GW_WS && s->wsi != NULL && s->dl->warning != NULL)
+        if (s->dl != NULL && s->wsi != NULL && s->dl->warning != NULL)
             s->dl->warning(g, s, "worker_restart", msg);
         sotto__log(SOTTO_LOG_WARN, s->id, "recovering: worker%d gone", w->slot);
     }
@@ -456,7 +456,13 @@ static void tcp_line(sotto__gateway *g, gw_stream *s, double start, double end,
                  text[0] == ' ' ? text + 1 : text);
     if (n < 0 || (size_t)n >= sizeof line)
         return;
-    if (sotto__gw_buf_add(&s->tcp_out, &s->tcp_out_n, &s->tcp_out_cap, line, (size_t)n) != 0)
+    sotto__gw_tcp_send(g, s, line, (size_t)n);
+}
+
+void sotto__gw_tcp_send(sotto__gateway *g, gw_stream *s, const void *p, size_t n)
+{
+    if (s->wsi == NULL ||
+        sotto__gw_buf_add(&s->tcp_out, &s->tcp_out_n, &s->tcp_out_cap, p, n) != 0)
         return;
     g->m.bytes_out += (uint64_t)n;
     g->m.events_out++;
@@ -494,7 +500,7 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
                 observe(g->m.commit_hist, &g->m.commit_count, &g->m.commit_sum,
                         sotto__gw_commit_bounds, SOTTO__GW_HIST_BUCKETS, now - arr);
         }
-        if (s->kind == GW_TCP && text != NULL && text[0] != 0)
+        if (s->dl == NULL && text != NULL && text[0] != 0)
             tcp_line(g, s, num(ev, "start", 0), num(ev, "end", 0), text);
     } else if (strcmp(type, "utterance_end") == 0) {
         int u = (int)num(ev, "utterance", s->utterance);
@@ -509,7 +515,7 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
         sotto__log(SOTTO_LOG_WARN, s->id, "stream error: %s",
                    str(ev, "message") ? str(ev, "message") : "?");
     }
-    if (s->kind == GW_WS && s->wsi != NULL)
+    if (s->dl != NULL && s->wsi != NULL)
         s->dl->event(g, s, ev);
 done:
     cJSON_Delete(ev);
@@ -556,7 +562,7 @@ static void on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
             s->tail = NULL;
         free(c);
     }
-    if (s->kind == GW_WS && s->wsi != NULL) {
+    if (s->dl != NULL && s->wsi != NULL) {
         if (s->dl->acked != NULL)
             s->dl->acked(g, s, seq);
         if (cut && s->dl->cut_done != NULL)
@@ -574,7 +580,7 @@ static void on_closed(sotto__gateway *g, gw_stream *s, const unsigned char *p,
                reason ? reason : "?", o && str(o, "message") ? ": " : "",
                o && str(o, "message") ? str(o, "message") : "");
     unplace(g, s);
-    if (s->kind == GW_WS && s->wsi != NULL && s->dl->closing != NULL)
+    if (s->dl != NULL && s->wsi != NULL && s->dl->closing != NULL)
         s->dl->closing(g, s, reason ? reason : "?");
     cJSON_Delete(o);
     s->done = 1;
@@ -594,7 +600,10 @@ static int worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr 
     gw_stream *s;
 
     switch (h->type) {
-    case SOTTO__IPC_READY:
+    case SOTTO__IPC_READY: {
+        cJSON *r = cJSON_ParseWithLength((const char *)p, h->len);
+        g->multilingual = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "multilingual"));
+        cJSON_Delete(r);
         w->ready = 1;
         w->last_beat = sotto__now();
         if (!g->ever_ready)
@@ -604,6 +613,7 @@ static int worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr 
                    w->pid, (int)(h->len < 200 ? h->len : 200), (const char *)p);
         assign_waiting(g);
         return 0;
+    }
     case SOTTO__IPC_BEAT:
         w->last_beat = sotto__now();
         w->busy_stream = h->stream;
@@ -810,10 +820,17 @@ static int on_ctl(sotto__gateway *g)
             g->drain_deadline = sotto__now() + g->c->drain_timeout;
             sotto__log(SOTTO_LOG_INFO, 0, "draining %d streams (deadline %.0f s)",
                        g->n_streams, g->c->drain_timeout);
+            /* The raw TCP listeners close: their protocols have no way to
+             * say "going away" before a stream starts. */
             if (g->tcp_listen_wsi != NULL) {
                 lws_set_timeout(g->tcp_listen_wsi, PENDING_TIMEOUT_KILLED_BY_PARENT,
                                 LWS_TO_KILL_ASYNC);
                 g->tcp_listen_wsi = NULL;
+            }
+            if (g->wy_listen_wsi != NULL) {
+                lws_set_timeout(g->wy_listen_wsi, PENDING_TIMEOUT_KILLED_BY_PARENT,
+                                LWS_TO_KILL_ASYNC);
+                g->wy_listen_wsi = NULL;
             }
             for (gw_stream *s = g->streams; s != NULL; s = s->next)
                 sotto__gw_finish(g, s, 1001, "server shutting down");
@@ -1138,22 +1155,24 @@ static void lws_log_emit(int level, const char *line)
 }
 
 /* Binds the raw TCP listener (our own socket, watched by lws). */
-static int tcp_listen(sotto__gateway *g)
+static int tcp_listen(sotto__gateway *g, const char *what, int port, int *fd_out,
+                      int *bound, struct lws **wsi)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
     int fd, one = 1;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    lws_sock_file_fd_type u;
 
     memset(&ss, 0, sizeof ss);
     if (inet_pton(AF_INET, g->c->listen, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)g->c->tcp_port);
+        a4->sin_port = htons((uint16_t)port);
         sl = sizeof *a4;
     } else if (inet_pton(AF_INET6, g->c->listen, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)g->c->tcp_port);
+        a6->sin6_port = htons((uint16_t)port);
         sl = sizeof *a6;
     } else {
         sotto__log(SOTTO_LOG_ERROR, 0, "listen address \"%s\" is not an IP address",
@@ -1165,16 +1184,19 @@ static int tcp_listen(sotto__gateway *g)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 128) != 0) {
-        sotto__log(SOTTO_LOG_ERROR, 0, "cannot listen on tcp %s:%d: %s", g->c->listen,
-                   g->c->tcp_port, strerror(errno));
+        sotto__log(SOTTO_LOG_ERROR, 0, "cannot listen on %s %s:%d: %s (--%s-port, -1 "
+                   "turns it off)", what, g->c->listen, port, strerror(errno), what);
         close(fd);
         return -1;
     }
     sl = sizeof ss;
     getsockname(fd, (struct sockaddr *)&ss, &sl);
-    g->tcp_port = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
-    g->tcp_listen_fd = fd;
-    return 0;
+    *bound = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
+    *fd_out = fd;
+    u.filefd = fd;
+    *wsi = lws_adopt_descriptor_vhost(g->vh_http, LWS_ADOPT_RAW_FILE_DESC, u, "sotto-tcp",
+                                      NULL);
+    return *wsi != NULL ? 0 : -1;
 }
 
 static const struct lws_protocols raw_protocols[] = {
@@ -1229,7 +1251,7 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     g->c = c;
     g->ctl = ctl;
     g->life = life;
-    g->tcp_listen_fd = -1;
+    g->tcp_listen_fd = g->wy_listen_fd = -1;
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
     memset(&info, 0, sizeof info);
@@ -1273,19 +1295,13 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     info.protocols = raw_protocols;
     if ((g->vh_raw = lws_create_vhost(g->ctx, &info)) == NULL)
         goto fail;
-    if (c->tcp_port >= 0) {
-        if (tcp_listen(g) != 0) {
-            rc = SOTTO__EXIT_FATAL;
-            goto fail;
-        }
-        {
-            lws_sock_file_fd_type u;
-            u.filefd = g->tcp_listen_fd;
-            g->tcp_listen_wsi = lws_adopt_descriptor_vhost(g->vh_http, LWS_ADOPT_RAW_FILE_DESC,
-                                                           u, "sotto-tcp", NULL);
-        }
-        if (g->tcp_listen_wsi == NULL)
-            goto fail;
+    g->wy_port = -1;
+    if ((c->tcp_port >= 0 && tcp_listen(g, "tcp", c->tcp_port, &g->tcp_listen_fd,
+                                        &g->tcp_port, &g->tcp_listen_wsi) != 0) ||
+        (c->wyoming_port >= 0 && tcp_listen(g, "wyoming", c->wyoming_port, &g->wy_listen_fd,
+                                            &g->wy_port, &g->wy_listen_wsi) != 0)) {
+        rc = SOTTO__EXIT_FATAL;
+        goto fail;
     }
     fcntl(ctl, F_SETFL, fcntl(ctl, F_GETFL) | O_NONBLOCK);
     if (adopt(g, ctl, "sotto-ctl") == NULL || adopt(g, life, "sotto-ctl") == NULL)
@@ -1298,12 +1314,13 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
         m.tcp_port = c->tcp_port >= 0 ? g->tcp_port : -1;
         m.vosk_port = g->vosk_port;
         m.whisperlive_port = g->wl_port;
+        m.wyoming_port = g->wy_port;
         if (sotto__ctl_send(ctl, &m, -1) != 0)
             goto fail;
     }
-    sotto__log(SOTTO_LOG_INFO, 0, "gateway up: http %s:%d, tcp %d, vosk %d, whisperlive %d",
-               c->listen, g->http_port, c->tcp_port >= 0 ? g->tcp_port : -1,
-               g->vosk_port, g->wl_port);
+    sotto__log(SOTTO_LOG_INFO, 0, "gateway up: http %s:%d, tcp %d, vosk %d, whisperlive %d, "
+               "wyoming %d", c->listen, g->http_port, c->tcp_port >= 0 ? g->tcp_port : -1,
+               g->vosk_port, g->wl_port, g->wy_port);
     lws_sul_schedule(g->ctx, 0, &g->tick, tick, SOTTO__GW_TICK_US);
     while (!g->quit)
         if (lws_service(g->ctx, 0) < 0)

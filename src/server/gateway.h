@@ -58,7 +58,7 @@ enum gw_kind { GW_WS = 1, GW_TCP = 2 };
 /* The protocols, for /metrics' protocol label. */
 enum gw_proto {
     GW_PROTO_NATIVE = 0, GW_PROTO_TCP, GW_PROTO_VOSK, GW_PROTO_WHISPERLIVE,
-    GW_PROTO_REALTIME, GW_N_PROTO
+    GW_PROTO_REALTIME, GW_PROTO_WYOMING, GW_N_PROTO
 };
 enum gw_format { GW_S16 = 1, GW_F32 = 2, GW_OPUS = 3 };
 enum gw_cut { GW_CUT_FLUSH = 1, GW_CUT_CLEAR = 2 };
@@ -99,7 +99,8 @@ typedef struct gw_stream {
     uint32_t id;
     int kind;                 /* enum gw_kind */
     int proto;                /* enum gw_proto */
-    const struct gw_dialect *dl;  /* WS: the protocol spoken */
+    const struct gw_dialect *dl;  /* the protocol spoken; NULL for the
+                                   * whisper_streaming TCP one */
     void *dx;                 /* the dialect's state (dl->dx_free frees) */
     struct lws *wsi;          /* the client; NULL once it is gone */
 
@@ -211,7 +212,7 @@ typedef struct gw_dialect {
 } gw_dialect;
 
 extern const gw_dialect sotto__gw_native, sotto__gw_vosk, sotto__gw_whisperlive,
-                        sotto__gw_realtime;
+                        sotto__gw_realtime, sotto__gw_wyoming;
 
 typedef struct gw_worker {
     int slot;
@@ -253,8 +254,11 @@ struct sotto__gateway {
     struct lws_vhost *vh_http, *vh_raw;
     struct lws_vhost *vh_vosk, *vh_wl;   /* the dialects' own ports */
     int http_port, tcp_port, vosk_port, wl_port;
-    int tcp_listen_fd;
-    struct lws *tcp_listen_wsi;
+    int tcp_listen_fd, wy_listen_fd;
+    struct lws *tcp_listen_wsi, *wy_listen_wsi;
+    int wy_port;
+    /* From the workers' READY: what /info-style answers describe. */
+    int multilingual;
     int ctl, life;
     gw_worker workers[SOTTO__SERVE_MAX_WORKERS];
     int n_workers;
@@ -304,8 +308,11 @@ int sotto__gw_admit(const sotto__gateway *g, const char **reason);
 
 /* gateway_net.c */
 extern const struct lws_protocols sotto__gw_protocols[];
-/* Adopts an accepted raw TCP client. */
-void sotto__gw_tcp_accept(sotto__gateway *g);
+/* Adopts the clients waiting on a raw TCP listener: whisper_streaming's
+ * (dl NULL) or Wyoming's. */
+void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl);
+/* Queues bytes to a TCP client. */
+void sotto__gw_tcp_send(sotto__gateway *g, gw_stream *s, const void *p, size_t n);
 /* Asks for another writeable callback on a raw descriptor from inside its
  * writeable callback (see sotto__gw_rearm in gateway.c). */
 void sotto__gw_rearm(sotto__gateway *g);

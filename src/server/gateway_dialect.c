@@ -1118,3 +1118,344 @@ const gw_dialect sotto__gw_realtime = {
     .text_audio = 1,
     .dx_free = rt_free,
 };
+
+/* ---- Wyoming (Home Assistant) --------------------------------------------- */
+
+/*
+ * Wyoming on its own raw TCP port: events framed as a JSON header line,
+ * an optional JSON data block and an optional binary payload (dialect.c
+ * reads them).  A connection answers describe with info, and transcribes
+ * the audio between audio-start and audio-stop: transcript-start, then a
+ * transcript-chunk for every final as it is committed, and after the
+ * flush transcript-stop and transcript with the whole text, then the
+ * close (as wyoming-faster-whisper does, one transcription per
+ * connection).  Malformed framing ends the connection after an error
+ * event; a refused connection gets an error event before the close.
+ */
+
+typedef struct wy_state {
+    sotto__wy_reader rd;
+    int started;              /* audio-start seen */
+    int rate;                 /* of audio-start */
+    int streaming;            /* transcript-start sent */
+    int stopped;              /* transcript sent */
+    char *text;               /* the transcript so far */
+    size_t n;
+} wy_state;
+
+static void wy_free(void *p)
+{
+    wy_state *w = p;
+
+    if (w == NULL)
+        return;
+    sotto__wy_reader_free(&w->rd);
+    free(w->text);
+    free(w);
+}
+
+static wy_state *wy_of(sotto__gateway *g, gw_stream *s)
+{
+    if (s->dx == NULL) {
+        wy_state *w = calloc(1, sizeof *w);
+        if (w == NULL)
+            return NULL;
+        sotto__wy_reader_init(&w->rd, g->c->max_frame);
+        s->dx = w;
+    }
+    return s->dx;
+}
+
+/* Sends one event (data may be NULL; it is deleted). */
+static void wy_send(sotto__gateway *g, gw_stream *s, const char *type, cJSON *data)
+{
+    size_t n = 0;
+    unsigned char *b = sotto__wy_render(type, data, NULL, 0, &n);
+
+    if (b != NULL)
+        sotto__gw_tcp_send(g, s, b, n);
+    free(b);
+    cJSON_Delete(data);
+}
+
+static cJSON *wy_attribution(const char *name, const char *url)
+{
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddStringToObject(a, "name", name);
+    cJSON_AddStringToObject(a, "url", url);
+    return a;
+}
+
+static void wy_info(sotto__gateway *g, gw_stream *s)
+{
+    cJSON *d = cJSON_CreateObject(), *asr = cJSON_AddArrayToObject(d, "asr");
+    cJSON *prog = cJSON_CreateObject(), *models, *m, *langs;
+    const char *model = strrchr(g->c->model, '/');
+
+    model = model != NULL ? model + 1 : g->c->model;
+    cJSON_AddStringToObject(prog, "name", "sotto");
+    cJSON_AddItemToObject(prog, "attribution",
+                          wy_attribution("sotto", ""));
+    cJSON_AddBoolToObject(prog, "installed", 1);
+    cJSON_AddStringToObject(prog, "description",
+                            "Streaming Whisper speech-to-text in C, with crash isolation");
+    cJSON_AddStringToObject(prog, "version", SOTTO_VERSION);
+    models = cJSON_AddArrayToObject(prog, "models");
+    m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "name", model);
+    cJSON_AddItemToObject(m, "attribution",
+                          wy_attribution("OpenAI Whisper", "https://github.com/openai/whisper"));
+    cJSON_AddBoolToObject(m, "installed", 1);
+    cJSON_AddStringToObject(m, "description", "Whisper (CTranslate2 model folder)");
+    cJSON_AddNullToObject(m, "version");
+    langs = cJSON_AddArrayToObject(m, "languages");
+    if (g->c->language[0] != 0)
+        cJSON_AddItemToArray(langs, cJSON_CreateString(g->c->language));
+    else if (!g->multilingual)
+        cJSON_AddItemToArray(langs, cJSON_CreateString("en"));
+    else {
+        /* Whisper's languages: a multilingual model takes any of them. */
+        static const char *const all[] = {
+            "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl",
+            "ar", "sv", "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro",
+            "da", "hu", "ta", "no", "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy",
+            "sk", "te", "fa", "lv", "bn", "sr", "az", "sl", "kn", "et", "mk", "br", "eu",
+            "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr", "pa", "si", "km",
+            "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo",
+            "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg",
+            "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", "yue"
+        };
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            cJSON_AddItemToArray(langs, cJSON_CreateString(all[i]));
+    }
+    cJSON_AddItemToArray(models, m);
+    cJSON_AddBoolToObject(prog, "supports_transcript_streaming", 1);
+    /* The client (Home Assistant) decides when speech ends and sends
+     * audio-stop; sotto's VAD only gates what reaches the model. */
+    cJSON_AddBoolToObject(prog, "requires_external_vad", 1);
+    cJSON_AddItemToArray(asr, prog);
+    cJSON_AddArrayToObject(d, "tts");
+    cJSON_AddArrayToObject(d, "handle");
+    cJSON_AddArrayToObject(d, "intent");
+    cJSON_AddArrayToObject(d, "wake");
+    cJSON_AddArrayToObject(d, "mic");
+    cJSON_AddArrayToObject(d, "snd");
+    wy_send(g, s, "info", d);
+}
+
+static void wy_error_ev(sotto__gateway *g, gw_stream *s, const char *code, const char *text)
+{
+    cJSON *d = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(d, "text", text);
+    cJSON_AddStringToObject(d, "code", code);
+    wy_send(g, s, "error", d);
+}
+
+/* The audio format of audio-start or audio-chunk: 16-bit mono PCM at a
+ * rate the gateway takes.  0, or -1 with why. */
+static int wy_format(const cJSON *d, int *rate, const char **why)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(d, "rate");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(d, "width");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(d, "channels");
+
+    if (!cJSON_IsNumber(r) || r->valuedouble < 8000 || r->valuedouble > 192000 ||
+        r->valuedouble != floor(r->valuedouble)) {
+        *why = "rate must be a whole number of Hz, 8000 .. 192000";
+        return -1;
+    }
+    if (!cJSON_IsNumber(w) || w->valuedouble != 2) {
+        *why = "only 16-bit samples (width 2) are supported";
+        return -1;
+    }
+    if (!cJSON_IsNumber(c) || c->valuedouble != 1) {
+        *why = "only mono audio (channels 1) is supported";
+        return -1;
+    }
+    *rate = (int)r->valuedouble;
+    return 0;
+}
+
+/* One event from the client. */
+static void wy_event_in(sotto__gateway *g, gw_stream *s, wy_state *w, const sotto__wy_event *e)
+{
+    const char *why;
+    int rate;
+
+    if (strcmp(e->type, "describe") == 0) {
+        wy_info(g, s);
+    } else if (strcmp(e->type, "transcribe") == 0) {
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(e->data, "language");
+        if (!w->started && cJSON_IsString(l) && l->valuestring[0] != 0 &&
+            strlen(l->valuestring) < sizeof s->language &&
+            strspn(l->valuestring, "abcdefghijklmnopqrstuvwxyz") == strlen(l->valuestring))
+            snprintf(s->language, sizeof s->language, "%s", l->valuestring);
+    } else if (strcmp(e->type, "audio-start") == 0 ||
+               (strcmp(e->type, "audio-chunk") == 0 && !w->started)) {
+        if (s->finishing)
+            return;
+        if (wy_format(e->data, &rate, &why) != 0) {
+            sotto__log(SOTTO_LOG_WARN, s->id, "wyoming %s refused: %s", e->type, why);
+            wy_error_ev(g, s, "unsupported_audio", why);
+            sotto__gw_finish(g, s, 1000, "");
+            return;
+        }
+        w->started = 1;
+        w->rate = rate;
+        s->format = GW_S16;
+        s->rate = rate;
+        s->configured = 1;
+        if (strcmp(e->type, "audio-chunk") == 0 && e->payload_n > 0)
+            sotto__gw_audio(g, s, e->payload, e->payload_n);
+    } else if (strcmp(e->type, "audio-chunk") == 0) {
+        if (s->finishing)
+            return;
+        if (wy_format(e->data, &rate, &why) != 0 || rate != w->rate) {
+            wy_error_ev(g, s, "unsupported_audio",
+                        "an audio-chunk's format differs from audio-start's; chunk ignored");
+            return;
+        }
+        if (e->payload_n > 0)
+            sotto__gw_audio(g, s, e->payload, e->payload_n);
+    } else if (strcmp(e->type, "audio-stop") == 0) {
+        sotto__log(SOTTO_LOG_INFO, s->id, "client sent audio-stop");
+        sotto__gw_finish(g, s, 1000, "");
+        if (s->done && !w->stopped) {
+            /* Nothing was sent: an empty transcript at once. */
+            cJSON *d = cJSON_CreateObject();
+            w->stopped = 1;
+            cJSON_AddStringToObject(d, "text", "");
+            wy_send(g, s, "transcript", d);
+        }
+    } else if (strcmp(e->type, "ping") == 0) {
+        cJSON *d = cJSON_CreateObject();
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(e->data, "text");
+        if (cJSON_IsString(t))
+            cJSON_AddStringToObject(d, "text", t->valuestring);
+        wy_send(g, s, "pong", d);
+    } else {
+        sotto__log(SOTTO_LOG_DEBUG, s->id, "wyoming event %s ignored", e->type);
+    }
+}
+
+/* Bytes from the client: every complete event in them. */
+static void wy_bytes(sotto__gateway *g, gw_stream *s, const unsigned char *p, size_t len)
+{
+    wy_state *w = wy_of(g, s);
+    sotto__wy_event e = { 0 };
+    char err[160];
+    int rc;
+
+    if (w == NULL || s->done)
+        return;
+    if (sotto__wy_reader_push(&w->rd, p, len) != 0) {
+        sotto__gw_finish(g, s, 1011, "out of memory");
+        return;
+    }
+    while (!s->done && (rc = sotto__wy_next(&w->rd, &e, err, sizeof err)) == 1)
+        wy_event_in(g, s, w, &e);
+    sotto__wy_event_clear(&e);
+    if (rc < 0 && !s->done) {
+        sotto__log(SOTTO_LOG_WARN, s->id, "wyoming client: %s; closing", err);
+        wy_error_ev(g, s, "bad_event", err);
+        /* Whatever came before is flushed; the connection cannot go on. */
+        s->paused = 1;
+        s->eof = 1;
+        lws_rx_flow_control(s->wsi, 0);
+        sotto__gw_finish(g, s, 1000, "");
+    }
+}
+
+static void wy_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
+{
+    wy_state *w = wy_of(g, s);
+    const char *type = ev_str(ev, "type"), *text = ev_str(ev, "text");
+    cJSON *d;
+    char *nt;
+    size_t l;
+
+    if (w == NULL || type == NULL)
+        return;
+    if (strcmp(type, "error") == 0) {
+        wy_error_ev(g, s, "invalid_audio", ev_str(ev, "message") ? ev_str(ev, "message")
+                                                                 : "audio refused");
+        return;
+    }
+    if (strcmp(type, "final") != 0 || text == NULL || text[0] == 0)
+        return;
+    if (!w->streaming) {
+        w->streaming = 1;
+        d = cJSON_CreateObject();
+        if (s->language[0] != 0)
+            cJSON_AddStringToObject(d, "language", s->language);
+        wy_send(g, s, "transcript-start", d);
+    }
+    if (w->n == 0)
+        text += strspn(text, " ");
+    d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "text", text);
+    wy_send(g, s, "transcript-chunk", d);
+    l = strlen(text);
+    if (w->n + l <= GW_RT_MAX_TRANSCRIPT && (nt = realloc(w->text, w->n + l + 1)) != NULL) {
+        w->text = nt;
+        memcpy(w->text + w->n, text, l + 1);
+        w->n += l;
+    }
+}
+
+static void wy_closing(sotto__gateway *g, gw_stream *s, const char *reason)
+{
+    wy_state *w = wy_of(g, s);
+    cJSON *d;
+
+    if (w == NULL || w->stopped || !s->configured)
+        return;
+    w->stopped = 1;
+    if (w->streaming)
+        wy_send(g, s, "transcript-stop", NULL);
+    d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "text", w->text != NULL ? w->text : "");
+    if (s->language[0] != 0)
+        cJSON_AddStringToObject(d, "language", s->language);
+    wy_send(g, s, "transcript", d);
+}
+
+static void wy_error(sotto__gateway *g, gw_stream *s, const char *code, const char *message)
+{
+    sotto__log(SOTTO_LOG_WARN, s->id, "wyoming error: %s: %s", code, message);
+    wy_error_ev(g, s, code, message);
+}
+
+static size_t wy_refusal(char *buf, size_t cap, const char *why, const char *first,
+                         size_t first_len)
+{
+    cJSON *d = cJSON_CreateObject();
+    unsigned char *b;
+    size_t n = 0;
+
+    cJSON_AddStringToObject(d, "text", strcmp(why, "capacity") == 0
+                            ? "the server is at capacity; try again later"
+                            : strcmp(why, "draining") == 0 ? "the server is shutting down"
+                                                           : "no engine process can run");
+    cJSON_AddStringToObject(d, "code", strcmp(why, "capacity") == 0 ? "server_busy" : why);
+    b = sotto__wy_render("error", d, NULL, 0, &n);
+    if (b == NULL || n > cap)
+        n = 0;
+    else
+        memcpy(buf, b, n);
+    free(b);
+    cJSON_Delete(d);
+    return n;
+}
+
+const gw_dialect sotto__gw_wyoming = {
+    .name = "wyoming",
+    .proto = GW_PROTO_WYOMING,
+    .binary = wy_bytes,
+    .event = wy_event,
+    .closing = wy_closing,
+    .error = wy_error,
+    .refusal = wy_refusal,
+    .dx_free = wy_free,
+};

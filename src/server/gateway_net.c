@@ -452,7 +452,7 @@ size_t sotto__gw_metrics_render(const sotto__gateway *g, char *b, size_t cap)
             (unsigned long long)m->rejected_capacity, (unsigned long long)m->rejected_other);
     {
         static const char *const names[GW_N_PROTO] = {
-            "native", "tcp", "vosk", "whisperlive", "realtime"
+            "native", "tcp", "vosk", "whisperlive", "realtime", "wyoming"
         };
         int active[GW_N_PROTO] = { 0 };
         for (const gw_stream *s = g->streams; s != NULL; s = s->next)
@@ -804,12 +804,12 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* ---- raw TCP (whisper_streaming) ---------------------------------------- */
+/* ---- raw TCP (whisper_streaming, Wyoming) ------------------------------- */
 
-void sotto__gw_tcp_accept(sotto__gateway *g)
+void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl)
 {
     for (int k = 0; k < 16; k++) {
-        int fd = accept4(g->tcp_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         int one = 1, idle = 30, intvl = 10, cnt = 3;
         const char *why;
         lws_sock_file_fd_type u;
@@ -823,8 +823,16 @@ void sotto__gw_tcp_accept(sotto__gateway *g)
                 g->m.rejected_capacity++;
             else
                 g->m.rejected_other++;
-            g->m.proto_rejected[GW_PROTO_TCP]++;
-            sotto__log(SOTTO_LOG_WARN, 0, "tcp stream refused: %s", why);
+            g->m.proto_rejected[dl != NULL ? dl->proto : GW_PROTO_TCP]++;
+            sotto__log(SOTTO_LOG_WARN, 0, "%s stream refused: %s", dl ? dl->name : "tcp", why);
+            if (dl != NULL && dl->refusal != NULL) {
+                /* A small message to a fresh socket: it fits the send
+                 * buffer, or the client does not get it. */
+                char msg[GW_MAX_REFUSAL];
+                size_t n = dl->refusal(msg, sizeof msg, why, NULL, 0);
+                if (n > 0 && send(fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                    sotto__log(SOTTO_LOG_DEBUG, 0, "refusal not sent: %s", strerror(errno));
+            }
             close(fd);
             continue;
         }
@@ -837,13 +845,17 @@ void sotto__gw_tcp_accept(sotto__gateway *g)
                                          "sotto-tcp", NULL);
         if (wsi == NULL)
             continue;   /* lws closed fd */
-        if ((s = sotto__gw_stream_new(g, GW_TCP, wsi, NULL)) == NULL) {
+        if ((s = sotto__gw_stream_new(g, GW_TCP, wsi, dl)) == NULL) {
             lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
             continue;
         }
-        s->configured = 1;
+        /* whisper_streaming's clients send audio from the first byte;
+         * Wyoming's say what it is first. */
+        s->configured = dl == NULL;
         lws_set_opaque_user_data(wsi, s);
-        sotto__log(SOTTO_LOG_INFO, s->id, "tcp stream opened");
+        sotto__log(SOTTO_LOG_INFO, s->id, "%s stream opened", dl ? dl->name : "tcp");
+        if (dl != NULL && dl->opened != NULL)
+            dl->opened(g, s);
     }
 }
 
@@ -854,7 +866,9 @@ static int tcp_rx(struct lws *wsi, sotto__gateway *g, gw_stream *s)
     ssize_t n = recv(fd, buf, sizeof buf, 0);
 
     if (n > 0) {
-        if (!s->finishing)
+        if (s->dl != NULL)
+            s->dl->binary(g, s, buf, (size_t)n);   /* its framing */
+        else if (!s->finishing)
             sotto__gw_audio(g, s, buf, (size_t)n);
         return 0;
     }
@@ -914,7 +928,11 @@ static int cb_tcp(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     switch (reason) {
     case LWS_CALLBACK_RAW_RX_FILE:
         if (wsi == g->tcp_listen_wsi) {
-            sotto__gw_tcp_accept(g);
+            sotto__gw_tcp_accept(g, g->tcp_listen_fd, NULL);
+            return 0;
+        }
+        if (wsi == g->wy_listen_wsi) {
+            sotto__gw_tcp_accept(g, g->wy_listen_fd, &sotto__gw_wyoming);
             return 0;
         }
         return s != NULL ? tcp_rx(wsi, g, s) : -1;

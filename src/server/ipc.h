@@ -34,7 +34,8 @@
  *                   pass, {"flush":false} drops them
  *
  * Worker -> gateway
- *   READY   0       JSON {"pid":n,"model":"...","n_mels":n,"vad":bool},
+ *   READY   0       JSON {"pid":n,"model":"...","n_mels":n,"vad":bool,
+ *                   "multilingual":bool},
  *                   sent once, after the model is loaded
  *   BEAT    0       heartbeat, once per SOTTO__IPC_BEAT_MS; `stream` is
  *                   the stream in inference (0 when idle) and `seq` the

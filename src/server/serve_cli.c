@@ -81,6 +81,9 @@ static const serve_opt serve_opts[] = {
     { NULL, "whisperlive-port", "PORT",
       "WhisperLive WebSocket protocol on any path (0: any, -1: off)", K_INT,
       F(whisperlive_port), NULL },
+    { NULL, "wyoming-port", "PORT",
+      "Wyoming protocol (Home Assistant) on raw TCP (0: any, -1: off)", K_INT,
+      F(wyoming_port), NULL },
     { NULL, "state-dir", "DIR", "where crash records are written", K_STR,
       F(state_dir), NULL },
 

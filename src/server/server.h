@@ -64,6 +64,8 @@ typedef struct sotto__serve_config {
                               * path; 2700; -1 off (/vosk still works) */
     int whisperlive_port;    /* WhisperLive's; 9090; -1 off (/whisperlive
                               * still works) */
+    int wyoming_port;        /* Wyoming (Home Assistant), raw TCP; 10300;
+                              * -1 off */
     char state_dir[SOTTO__SERVE_MAX_PATH]; /* crash files, port file */
 
     /* Admission and per-connection limits. */
@@ -134,7 +136,7 @@ typedef struct sotto__ctl_msg {
     int32_t exit_status;          /* WORKER_DOWN: exit code, or -1 */
     int32_t signal;               /* WORKER_DOWN: killing signal, or 0 */
     int32_t http_port, tcp_port;  /* LISTENING; -1 for a port that is off */
-    int32_t vosk_port, whisperlive_port;
+    int32_t vosk_port, whisperlive_port, wyoming_port;
     char reason[96];              /* STATE: "" | "crash_loop" ...; KILL:
                                    * why; NUL-terminated */
 } sotto__ctl_msg;

@@ -713,7 +713,8 @@ static void on_ctl_record(sup *s, const sotto__ctl_msg *m, double now)
     case SOTTO__CTL_LISTENING:
         if (m->http_port < 1 || m->http_port > 65535 || m->tcp_port < -1 ||
             m->tcp_port > 65535 || m->vosk_port < -1 || m->vosk_port > 65535 ||
-            m->whisperlive_port < -1 || m->whisperlive_port > 65535) {
+            m->whisperlive_port < -1 || m->whisperlive_port > 65535 ||
+            m->wyoming_port < -1 || m->wyoming_port > 65535) {
             sotto__log(SOTTO_LOG_ERROR, 0, "the gateway reported bad ports "
                        "(http %d, tcp %d); killing it", (int)m->http_port,
                        (int)m->tcp_port);
@@ -721,8 +722,9 @@ static void on_ctl_record(sup *s, const sotto__ctl_msg *m, double now)
             return;
         }
         sotto__log(SOTTO_LOG_INFO, 0, "listening http=%d tcp=%d vosk=%d whisperlive=%d "
-                   "(address %s)", (int)m->http_port, (int)m->tcp_port,
-                   (int)m->vosk_port, (int)m->whisperlive_port, s->cfg.listen);
+                   "wyoming=%d (address %s)", (int)m->http_port, (int)m->tcp_port,
+                   (int)m->vosk_port, (int)m->whisperlive_port, (int)m->wyoming_port,
+                   s->cfg.listen);
         /* A restarted gateway binds the same ports, even ephemeral ones. */
         if (s->cfg.http_port == 0)
             s->cfg.http_port = m->http_port;
@@ -732,6 +734,8 @@ static void on_ctl_record(sup *s, const sotto__ctl_msg *m, double now)
             s->cfg.vosk_port = m->vosk_port;
         if (s->cfg.whisperlive_port == 0 && m->whisperlive_port > 0)
             s->cfg.whisperlive_port = m->whisperlive_port;
+        if (s->cfg.wyoming_port == 0 && m->wyoming_port > 0)
+            s->cfg.wyoming_port = m->wyoming_port;
         s->gw_listening = 1;
         s->gw_deadline = 0;
         if (s->workers_stopped)

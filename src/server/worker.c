@@ -1220,6 +1220,7 @@ static int send_ready(worker *w)
         cJSON_AddStringToObject(o, "model", w->c->model);
         cJSON_AddNumberToObject(o, "n_mels", info.n_mels);
         cJSON_AddBoolToObject(o, "vad", info.has_vad != 0);
+        cJSON_AddBoolToObject(o, "multilingual", info.multilingual != 0);
     }
     return send_json(w, SOTTO__IPC_READY, 0, 0, o);
 }

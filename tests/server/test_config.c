@@ -61,6 +61,7 @@ static void test_defaults(void)
     CHECK_INT_EQ(c.tcp_port, 43007);
     CHECK_INT_EQ(c.vosk_port, 2700);
     CHECK_INT_EQ(c.whisperlive_port, 9090);
+    CHECK_INT_EQ(c.wyoming_port, 10300);
     CHECK_STR_EQ(c.state_dir, "/xdg/state/sotto");
     CHECK_INT_EQ(c.max_streams, 8);
     CHECK_INT_EQ(c.max_frame, 1 << 20);
@@ -346,6 +347,7 @@ static void test_ctl(void)
     m.tcp_port = -1;
     m.vosk_port = 2700;
     m.whisperlive_port = -1;
+    m.wyoming_port = 10300;
     CHECK_INT_EQ(sotto__ctl_send(sv[1], &m, -1), 0);
     CHECK_INT_EQ(sotto__ctl_recv(sv[0], &r, &fd), 1);
     CHECK_INT_EQ(r.type, SOTTO__CTL_LISTENING);
@@ -353,6 +355,7 @@ static void test_ctl(void)
     CHECK_INT_EQ(r.tcp_port, -1);
     CHECK_INT_EQ(r.vosk_port, 2700);
     CHECK_INT_EQ(r.whisperlive_port, -1);
+    CHECK_INT_EQ(r.wyoming_port, 10300);
     CHECK_INT_EQ(fd, -1);
 
     /* STATE with a reason. */

@@ -1,11 +1,15 @@
 /*
- * test_dialect.c - the parsers of the vosk, WhisperLive and OpenAI Realtime
- * client messages (src/server/dialect.c): what each accepts, what it
- * refuses and with which message, and the limits on what it copies.
+ * test_dialect.c - the parsers of the vosk, WhisperLive, OpenAI Realtime
+ * and Wyoming client messages (src/server/dialect.c): what each accepts,
+ * what it refuses and with which message, and the limits on what it
+ * copies; Wyoming's framing fed byte by byte, and its writer read back.
  * The end-to-end behaviour of the dialects is in test_dialects.py.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "server/dialect.h"
 #include "test.h"
@@ -186,10 +190,99 @@ static void test_realtime(void)
     CHECK_STR_EQ(code, "invalid_json");
 }
 
+static void test_wyoming(void)
+{
+    static const char two[] =
+        "{\"type\": \"audio-chunk\", \"data\": {\"rate\": 8000}, \"data_length\": 30, "
+        "\"payload_length\": 4}\n"
+        "{\"rate\": 16000, \"channels\": 1}"
+        "\x01\x02\x03\x04"
+        "{\"type\": \"audio-stop\"}\n";
+    sotto__wy_reader r;
+    sotto__wy_event ev = { 0 };
+    char err[200];
+    unsigned char *b;
+    size_t n;
+
+    /* Byte by byte: nothing until an event is whole; the data block
+     * overrides the header's data; the payload follows. */
+    sotto__wy_reader_init(&r, 1024);
+    {
+        int got = 0;
+        for (size_t i = 0; i < sizeof two - 1; i++) {
+            int rc;
+            CHECK_INT_EQ(sotto__wy_reader_push(&r, two + i, 1), 0);
+            while ((rc = sotto__wy_next(&r, &ev, err, sizeof err)) == 1) {
+                if (got == 0) {
+                    CHECK_STR_EQ(ev.type, "audio-chunk");
+                    CHECK_INT_EQ(cJSON_GetObjectItem(ev.data, "rate")->valueint, 16000);
+                    CHECK_INT_EQ(cJSON_GetObjectItem(ev.data, "channels")->valueint, 1);
+                    CHECK_INT_EQ(ev.payload_n, 4);
+                    CHECK(ev.payload != NULL && memcmp(ev.payload, "\1\2\3\4", 4) == 0);
+                } else {
+                    CHECK_STR_EQ(ev.type, "audio-stop");
+                    CHECK_INT_EQ(ev.payload_n, 0);
+                    CHECK(cJSON_IsObject(ev.data));
+                }
+                got++;
+            }
+            CHECK_INT_EQ(rc, 0);
+        }
+        CHECK_INT_EQ(got, 2);
+    }
+    sotto__wy_event_clear(&ev);
+    sotto__wy_reader_free(&r);
+
+#define WY_BAD(text, word)                                                   \
+    do {                                                                     \
+        sotto__wy_reader_init(&r, 1024);                                     \
+        CHECK_INT_EQ(sotto__wy_reader_push(&r, text, strlen(text)), 0);      \
+        err[0] = 0;                                                          \
+        CHECK_INT_EQ(sotto__wy_next(&r, &ev, err, sizeof err), -1);         \
+        CHECK(strstr(err, word) != NULL);                                    \
+        sotto__wy_event_clear(&ev);                                          \
+        sotto__wy_reader_free(&r);                                           \
+    } while (0)
+    WY_BAD("not json\n", "JSON");
+    WY_BAD("{\"data\": {}}\n", "type");
+    WY_BAD("{\"type\": \"x\", \"payload_length\": 1025}\n", "payload_length");
+    WY_BAD("{\"type\": \"x\", \"payload_length\": -1}\n", "payload_length");
+    WY_BAD("{\"type\": \"x\", \"data_length\": 65537}\n", "data_length");
+    WY_BAD("{\"type\": \"x\", \"data\": [1]}\n", "data");
+    WY_BAD("{\"type\": \"x\", \"data_length\": 3}\n[1]", "data block");
+    /* No newline within the header limit. */
+    {
+        static char big[SOTTO__WY_MAX_HEADER + 10];
+        memset(big, ' ', sizeof big - 1);
+        big[0] = '{';
+        WY_BAD(big, "header");
+    }
+
+    /* The writer's frame reads back. */
+    {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "text", "Ask not");
+        b = sotto__wy_render("transcript", d, "\x07", 1, &n);
+        cJSON_Delete(d);
+        CHECK(b != NULL);
+        sotto__wy_reader_init(&r, 16);
+        CHECK_INT_EQ(sotto__wy_reader_push(&r, b, n), 0);
+        CHECK_INT_EQ(sotto__wy_next(&r, &ev, err, sizeof err), 1);
+        CHECK_STR_EQ(ev.type, "transcript");
+        CHECK_STR_EQ(cJSON_GetObjectItem(ev.data, "text")->valuestring, "Ask not");
+        CHECK_INT_EQ(ev.payload_n, 1);
+        CHECK_INT_EQ(sotto__wy_next(&r, &ev, err, sizeof err), 0);
+        sotto__wy_event_clear(&ev);
+        sotto__wy_reader_free(&r);
+        free(b);
+    }
+}
+
 int main(void)
 {
     test_vosk();
     test_whisperlive();
     test_realtime();
+    test_wyoming();
     return test_main_exit("test_dialect");
 }

@@ -38,6 +38,12 @@ Tests:
   e  a worker SIGKILLed mid-sentence under a vosk and a WhisperLive client:
      vosk still gets one reply per chunk, WhisperLive a WARNING status,
      and both the whole sentence (the replay works for every dialect)
+  f  Wyoming (Home Assistant), with the wyoming package's AsyncTcpClient:
+     describe answered with info (parsed by the package's Info), a
+     transcription at 16 and 48 kHz with transcript-start, -chunk, -stop
+     and transcript, the chunks adding up to the transcript; stereo, an
+     oversized payload and a header that is not JSON get an error event,
+     and the server goes on
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -485,12 +491,113 @@ def test_e_worker_kill():
         srv.stop()
 
 
+# ---- f: Wyoming ---------------------------------------------------------------------
+
+async def wyoming_transcribe(port, pcm, rate=16000, chunk=2048, language="en"):
+    """What Home Assistant does: transcribe, audio-start, chunks,
+    audio-stop; read until transcript.  Returns the events read."""
+    from wyoming.asr import Transcribe
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+    events = []
+    async with AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=60) as c:
+        await c.write_event(Transcribe(language=language).event())
+        await c.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+        for at in range(0, len(pcm), chunk):
+            await c.write_event(AudioChunk(rate=rate, width=2, channels=1,
+                                           audio=pcm[at:at + chunk]).event())
+        await c.write_event(AudioStop().event())
+        while True:
+            ev = await c.read_event()
+            if ev is None:
+                break
+            events.append(ev)
+            if ev.type == "transcript":
+                break
+    return events
+
+
+def test_f_wyoming():
+    try:
+        from wyoming.asr import Transcript, TranscriptChunk
+        from wyoming.client import AsyncTcpClient
+        from wyoming.info import Describe, Info
+    except ImportError as e:
+        check("f the wyoming package is installed (pip install wyoming)", False, str(e))
+        return
+    pcm = jfk_pcm()
+    srv = ts.Server(name="wyoming", workers=1)
+    try:
+        async def describe():
+            async with AsyncTcpClient("127.0.0.1", srv.wyoming, connect_timeout=10,
+                                      read_timeout=10) as c:
+                await c.write_event(Describe().event())
+                return await c.read_event()
+        ev = asyncio.run(describe())
+        info = Info.from_event(ev) if ev is not None and Info.is_type(ev.type) else None
+        check("f wyoming describe: info lists the ASR program and its model",
+              info is not None and info.asr and info.asr[0].name == "sotto" and
+              info.asr[0].models and info.asr[0].models[0].name and
+              "en" in info.asr[0].models[0].languages and
+              info.asr[0].supports_transcript_streaming, str(info)[:300])
+
+        events = asyncio.run(wyoming_transcribe(srv.wyoming, pcm))
+        types = [e.type for e in events]
+        final = Transcript.from_event(events[-1]) if types and types[-1] == "transcript" \
+            else None
+        chunks = "".join(TranscriptChunk.from_event(e).text for e in events
+                         if e.type == "transcript-chunk")
+        check("f wyoming: transcript-start, chunks, transcript-stop, then transcript",
+              types and types[0] == "transcript-start" and "transcript-chunk" in types and
+              types[-2:] == ["transcript-stop", "transcript"], " ".join(types))
+        check("f wyoming: the chunks add up to the transcript",
+              final is not None and chunks == final.text, f"{chunks!r} / {final}")
+        wer_ok("f wyoming: the sentence", final.text if final else "")
+
+        # 48 kHz, as a satellite may send it.
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+        pcm48 = np.clip(np.round(ts.resample(x, 16000, 48000)), -32768,
+                        32767).astype("<i2").tobytes()
+        events = asyncio.run(wyoming_transcribe(srv.wyoming, pcm48, rate=48000, chunk=6144))
+        wer_ok("f wyoming 48 kHz: the sentence",
+               events[-1].data.get("text", "") if events else "")
+
+        # Stereo is refused with an error event; broken framing too.
+        async def bad(frames):
+            r, w = await asyncio.open_connection("127.0.0.1", srv.wyoming)
+            w.write(frames)
+            await w.drain()
+            data = await asyncio.wait_for(r.read(), 20)
+            w.close()
+            return data
+        got = asyncio.run(bad(b'{"type": "audio-start", "data": {"rate": 16000, '
+                              b'"width": 2, "channels": 2}}\n'))
+        check("f wyoming stereo: an error event names it",
+              b'"error"' in got and b"mono" in got, got[:300])
+        got = asyncio.run(bad(b'{"type": "audio-chunk", "payload_length": 99999999}\n'))
+        check("f wyoming: a payload over --max-frame ends with an error event",
+              b'"error"' in got and b"payload_length" in got, got[:300])
+        got = asyncio.run(bad(b"not json at all\n"))
+        check("f wyoming: a header that is not JSON ends with an error event",
+              b'"error"' in got, got[:300])
+        events = asyncio.run(wyoming_transcribe(srv.wyoming, pcm))
+        wer_ok("f wyoming: the server goes on after bad clients",
+               events[-1].data.get("text", "") if events else "")
+        mt = srv.metrics()
+        check("f wyoming: counted in /metrics",
+              mt.get('sotto_protocol_streams_total{protocol="wyoming"}', 0) >= 4,
+              json.dumps({k: v for k, v in mt.items() if "wyoming" in k}))
+    finally:
+        srv.stop()
+
+
 TESTS = [
     ("a", test_a_vosk),
     ("b", test_b_whisperlive),
     ("c", test_c_realtime),
     ("d", test_d_uniform),
     ("e", test_e_worker_kill),
+    ("f", test_f_wyoming),
 ]
 
 

@@ -95,7 +95,9 @@ JFK = "jfk.wav"
 LONG = "ljspeech-LJ001-0001_to_0032-long.wav"
 RATE = 16000
 LISTENING_RE = re.compile(r"listening http=(\d+) tcp=(-?\d+)"
-                          r"(?: vosk=(-?\d+) whisperlive=(-?\d+))?")
+                          r"(?: vosk=(-?\d+) whisperlive=(-?\d+) wyoming=(-?\d+))?")
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|"
+                          r"runtime error: |WARNING: ThreadSanitizer")
 ROLE_RE = re.compile(r"\b(gateway|supervisor|worker\d+)\[(\d+)\]")
 LINE_RE = re.compile(r"^(\d+) (\d+) (.+)$")
 
@@ -268,7 +270,7 @@ class Server:
                 "silero_vad_16k.safetensors")]
         # The dialects' own ports are ephemeral too, so that servers run
         # side by side (a test may pass its own in extra).
-        self.cmd += ["--vosk-port", "0", "--whisperlive-port", "0"]
+        self.cmd += ["--vosk-port", "0", "--whisperlive-port", "0", "--wyoming-port", "0"]
         self.cmd += ["--http-port", str(http_port), "--tcp-port", str(tcp_port),
                      "--workers", str(workers), "--state-dir", self.state_dir,
                      "--max-ahead", "10000"] + list(extra)
@@ -276,7 +278,7 @@ class Server:
         self.lines = []
         self.lock = threading.Lock()
         self.listening = threading.Event()
-        self.http = self.tcp = self.vosk = self.whisperlive = None
+        self.http = self.tcp = self.vosk = self.whisperlive = self.wyoming = None
         self.roles = {}     # role -> pid, the latest seen in the log
         self.stopped = False
         e = dict(os.environ)
@@ -311,6 +313,7 @@ class Server:
                 self.http, self.tcp = int(m.group(1)), int(m.group(2))
                 if m.group(3) is not None:
                     self.vosk, self.whisperlive = int(m.group(3)), int(m.group(4))
+                    self.wyoming = int(m.group(5))
                 self.listening.set()
             if ARGS.server_log:
                 print(f"  [{self.name}] {line}", flush=True)
@@ -416,12 +419,17 @@ class Server:
             left = group_procs(self.pgid, live_only=False)
             self.kill_all()
             wait_group_gone(self.pgid, 5.0)
+        self.reader.join(5)
         if check_clean:
             check(f"{self.name}: stops on SIGTERM within {timeout:.0f} s",
                   not killed, "had to SIGKILL it" if killed else "")
             check(f"{self.name}: no process of it is left",
                   gone, "" if gone else f"left: {left}")
-        self.reader.join(5)
+        # A sanitized build's reports (an abort restarts the process, so
+        # nothing else would notice) fail the run whatever the test did.
+        reports = [ln for ln in self.log() if SANITIZER_RE.search(ln)]
+        check(f"{self.name}: no sanitizer report in its log", not reports,
+              "\n".join(reports[:5]))
         if self in CURRENT:
             CURRENT.remove(self)
         shutil.rmtree(self.state_dir, ignore_errors=True)
