@@ -149,6 +149,8 @@ void sotto_model_get_info(const sotto_model *model, sotto_model_info *info);
 
 #define SOTTO_MAX_TEMPERATURES 8
 
+struct sotto_segment;
+
 typedef struct sotto_transcribe_params {
     int beam_size;                  /* 1 = greedy; default 5 */
     int best_of;                    /* candidates when sampling at t > 0 */
@@ -170,6 +172,15 @@ typedef struct sotto_transcribe_params {
     int word_timestamps;               /* default 0 */
     int max_new_tokens;                /* per window; 0 = model limit */
     uint64_t seed;                     /* for sampling at t > 0 */
+    /* Called by sotto_transcribe() after each window of up to 30 s with
+     * the segments it added, in order (n_segments may be 0), and how many
+     * seconds of the audio are done.  Those segments are final: the result
+     * holds them as they are.  For progress, or to send the text out
+     * before the whole recording is done.  The segments are valid during
+     * the call only.  NULL (the default): not called. */
+    void (*on_window)(void *user, const struct sotto_segment *segments,
+                      int n_segments, double seconds_done);
+    void *on_window_user;
 } sotto_transcribe_params;
 
 sotto_transcribe_params sotto_transcribe_default_params(void);

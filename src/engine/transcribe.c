@@ -571,6 +571,7 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
         const int segment_size = content_frames - seek < N_FRAMES_WINDOW
                                      ? content_frames - seek : N_FRAMES_WINDOW;
         window_io io;
+        const int first = r->n_segments;
 
         for (int c = 0; c < m->n_mels; c++) {
             memcpy(window + (size_t)c * N_FRAMES_WINDOW, mel + (size_t)c * n_frames + seek,
@@ -592,6 +593,9 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
             goto fail;
         seek += io.advance;
         last_speech = io.last_speech;
+        if (p->on_window != NULL)
+            p->on_window(p->on_window_user, r->segments + first, r->n_segments - first,
+                         (seek < content_frames ? seek : content_frames) * FRAME_SECONDS);
         if (!io.silent && (!p->condition_on_previous_text ||
                            io.temperature > p->prompt_reset_on_temperature))
             since = hist.n;

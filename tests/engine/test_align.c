@@ -56,6 +56,25 @@ static const char *str(const cJSON *o, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* What sotto_transcribe's on_window callback reported. */
+typedef struct win_log {
+    char text[16384];
+    int calls, monotone;
+    double done;
+} win_log;
+
+static void on_window(void *user, const sotto_segment *segs, int n, double done)
+{
+    win_log *w = user;
+
+    w->calls++;
+    if (done < w->done)
+        w->monotone = 0;
+    w->done = done;
+    for (int i = 0; i < n; i++)
+        strncat(w->text, segs[i].text, sizeof w->text - strlen(w->text) - 1);
+}
+
 /* Compares one recording; returns 1 if it was compared (texts matched),
  * 0 if skipped. */
 static int check_file(const sotto_model *m, const char *name,
@@ -68,6 +87,7 @@ static int check_file(const sotto_model *m, const char *name,
     size_t n = 0;
     char path[4096], err[512];
     int rc, n_seg, words = 0, t_ok = 0, p_ok = 0, same_text = 1;
+    static win_log wl;
 
     snprintf(path, sizeof path, "%s/audio/%s", test_shared_dir(), name);
     rc = sotto_audio_decode_file(path, &pcm, &n, err, sizeof err);
@@ -76,6 +96,10 @@ static int check_file(const sotto_model *m, const char *name,
         CHECK(!must);
         return 0;
     }
+    memset(&wl, 0, sizeof wl);
+    wl.monotone = 1;
+    p.on_window = on_window;
+    p.on_window_user = &wl;
     rc = sotto_transcribe(m, pcm, n, &p, &res, err, sizeof err);
     sotto_pcm_free(pcm);
     CHECK_INT_EQ(rc, 0);
@@ -83,6 +107,12 @@ static int check_file(const sotto_model *m, const char *name,
         fprintf(stderr, "%s: %s\n", name, err);
         return 0;
     }
+    /* The windows' segments, as they came, are the result's. */
+    CHECK(wl.calls >= 1);
+    CHECK(wl.monotone);
+    CHECK(fabs(wl.done - sotto_result_duration(res)) < 0.05);
+    if (strlen(sotto_result_text(res)) < sizeof wl.text - 1)
+        CHECK_STR_EQ(wl.text, sotto_result_text(res));
 
     n_seg = sotto_result_n_segments(res);
     if (n_seg != cJSON_GetArraySize(gsegs))
