@@ -105,6 +105,7 @@ void sotto__serve_config_defaults(sotto__serve_config *c)
     c->max_ahead = 30.0;
     c->max_outbound = (size_t)1 << 20;
     c->max_pending_audio = (size_t)4 << 20;
+    c->max_upload = (size_t)25 << 20;
     c->inference_timeout = 30.0;
     c->heartbeat_timeout = 5.0;
     c->restart_backoff_min = 0.1;
@@ -313,6 +314,9 @@ int sotto__serve_config_set(sotto__serve_config *c, const char *key,
     if (strcmp(k, "max-pending-audio") == 0)
         return parse_size(k, v, CFG_MIN_BUFFER, CFG_MAX_BUFFER,
                           &c->max_pending_audio, err, errcap);
+    if (strcmp(k, "max-upload") == 0)
+        return parse_size(k, v, CFG_MIN_BUFFER, CFG_MAX_BUFFER, &c->max_upload, err,
+                          errcap);
 
     /* Watchdog and restarts. */
     if (strcmp(k, "inference-timeout") == 0)

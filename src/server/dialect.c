@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -360,6 +361,108 @@ int sotto__rt_parse(const char *text, size_t len, sotto__rt_msg *m,
 done:
     cJSON_Delete(o);
     return rc;
+}
+
+/* ---- OpenAI REST ------------------------------------------------------------- */
+
+const char *const sotto__rest_field_names[SOTTO__REST_N_FIELDS] = {
+    "model", "language", "prompt", "temperature", "response_format",
+    "timestamp_granularities[]", "timestamp_granularities", "stream"
+};
+
+/* Whether the comma-separated list holds only granularities; sets words. */
+static int rest_granularities(const char *v, int *words)
+{
+    const char *p = v;
+
+    while (*p != 0) {
+        size_t n = strcspn(p, ",");
+        const char *q = p;
+        while (n > 0 && *q == ' ')
+            q++, n--;
+        while (n > 0 && q[n - 1] == ' ')
+            n--;
+        if (n == 4 && memcmp(q, "word", 4) == 0)
+            *words = 1;
+        else if (!(n == 7 && memcmp(q, "segment", 7) == 0))
+            return -1;
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+int sotto__rest_parse(const char *const v[SOTTO__REST_N_FIELDS], sotto__rest_req *r,
+                      const char **param, char *err, size_t errcap)
+{
+    static const char *const formats[] = { "json", "text", "srt", "vtt", "verbose_json" };
+    const char *x;
+    int granularities = 0;
+
+    memset(r, 0, sizeof *r);
+    r->format = SOTTO__REST_JSON;
+    *param = NULL;
+    if ((x = v[SOTTO__REST_FORMAT]) != NULL && x[0] != 0) {
+        r->format = 0;
+        for (int i = 0; i < 5; i++)
+            if (strcmp(x, formats[i]) == 0)
+                r->format = i + 1;
+        if (r->format == 0) {
+            *param = "response_format";
+            return fail(err, errcap, "response_format must be json, text, srt, vtt or "
+                        "verbose_json");
+        }
+    }
+    for (int f = SOTTO__REST_GRANULARITIES; f <= SOTTO__REST_GRANULARITIES2; f++)
+        if ((x = v[f]) != NULL && x[0] != 0) {
+            granularities = 1;
+            if (rest_granularities(x, &r->words) != 0) {
+                *param = "timestamp_granularities[]";
+                return fail(err, errcap, "timestamp_granularities[] takes word and segment");
+            }
+        }
+    if (granularities && r->format != SOTTO__REST_VERBOSE_JSON) {
+        *param = "timestamp_granularities[]";
+        return fail(err, errcap, "timestamp_granularities[] needs response_format "
+                    "verbose_json");
+    }
+    if ((x = v[SOTTO__REST_STREAM]) != NULL && x[0] != 0) {
+        if (strcmp(x, "true") == 0)
+            r->stream = 1;
+        else if (strcmp(x, "false") != 0) {
+            *param = "stream";
+            return fail(err, errcap, "stream must be true or false");
+        }
+    }
+    if ((x = v[SOTTO__REST_TEMPERATURE]) != NULL && x[0] != 0) {
+        char *end;
+        double t = strtod(x, &end);
+        if (*end != 0 || !(t >= 0 && t <= 1)) {
+            *param = "temperature";
+            return fail(err, errcap, "temperature must be a number from 0 to 1");
+        }
+        r->temperature = (float)t;
+    }
+    if ((x = v[SOTTO__REST_LANGUAGE]) != NULL && x[0] != 0) {
+        size_t n = strlen(x);
+        if (n > SOTTO__DIALECT_MAX_LANGUAGE ||
+            strspn(x, "abcdefghijklmnopqrstuvwxyz") != n) {
+            *param = "language";
+            return fail(err, errcap, "language must be a code such as \"en\" (ISO-639-1)");
+        }
+        memcpy(r->language, x, n + 1);
+    }
+    if ((x = v[SOTTO__REST_PROMPT]) != NULL) {
+        size_t n = strlen(x);
+        if (n > SOTTO__DIALECT_MAX_PROMPT) {
+            *param = "prompt";
+            return fail(err, errcap, "prompt is longer than %d bytes",
+                        SOTTO__DIALECT_MAX_PROMPT);
+        }
+        memcpy(r->prompt, x, n + 1);
+    }
+    return 0;
 }
 
 /* ---- Wyoming ----------------------------------------------------------------- */

@@ -130,6 +130,44 @@ int sotto__rt_parse(const char *text, size_t len, sotto__rt_msg *m,
                     unsigned char *audio, size_t audio_cap,
                     const char **code, char *err, size_t errcap);
 
+/* ---- OpenAI REST: POST /v1/audio/transcriptions ---------------------------- */
+
+/* The form fields read (the file itself goes to the workers whole).
+ * libwebsockets' multipart parser (lws_spa) collects each as a string. */
+enum sotto__rest_field {
+    SOTTO__REST_MODEL, SOTTO__REST_LANGUAGE, SOTTO__REST_PROMPT,
+    SOTTO__REST_TEMPERATURE, SOTTO__REST_FORMAT, SOTTO__REST_GRANULARITIES,
+    SOTTO__REST_GRANULARITIES2, SOTTO__REST_STREAM, SOTTO__REST_N_FIELDS
+};
+/* Their names, in that order ("timestamp_granularities[]" as the openai
+ * package sends it, and without the brackets). */
+extern const char *const sotto__rest_field_names[SOTTO__REST_N_FIELDS];
+
+enum sotto__rest_format {
+    SOTTO__REST_JSON = 1, SOTTO__REST_TEXT, SOTTO__REST_SRT, SOTTO__REST_VTT,
+    SOTTO__REST_VERBOSE_JSON
+};
+
+typedef struct sotto__rest_req {
+    int format;               /* enum sotto__rest_format; json */
+    int words;                /* "word" among the granularities */
+    int stream;               /* Server-Sent Events */
+    float temperature;        /* 0 .. 1; 0 = the fallback ladder */
+    char language[SOTTO__DIALECT_MAX_LANGUAGE + 1];   /* "" = default */
+    char prompt[SOTTO__DIALECT_MAX_PROMPT + 1];
+} sotto__rest_req;
+
+/*
+ * Checks the fields of one request (values[i] is the field's string, or
+ * NULL when absent) into r.  Returns 0, or -1 with a message in err and
+ * *param naming the field, for OpenAI's 400 error: a response_format,
+ * granularity or stream value not known, a temperature outside 0 .. 1,
+ * a language that is not a code, a prompt over the limit, or
+ * timestamp_granularities without verbose_json.
+ */
+int sotto__rest_parse(const char *const values[SOTTO__REST_N_FIELDS], sotto__rest_req *r,
+                      const char **param, char *err, size_t errcap);
+
 /* ---- Wyoming ----------------------------------------------------------------- */
 
 /* Longest header line (JSON and its newline). */

@@ -97,6 +97,9 @@ void sotto__gw_rearm(sotto__gateway *g)
 
 /* ---- worker channels ---------------------------------------------------- */
 
+int sotto__gw_worker_send(sotto__gateway *g, gw_worker *w, int type, uint32_t stream,
+                          uint32_t seq, const void *payload, size_t len);
+
 /* Queues one message to a worker; the loop writes it when it can. */
 static int worker_send(sotto__gateway *g, gw_worker *w, int type,
                        uint32_t stream, uint32_t seq, const void *payload,
@@ -115,6 +118,12 @@ static int worker_send(sotto__gateway *g, gw_worker *w, int type,
     }
     lws_callback_on_writable(w->wsi);
     return 0;
+}
+
+int sotto__gw_worker_send(sotto__gateway *g, gw_worker *w, int type, uint32_t stream,
+                          uint32_t seq, const void *payload, size_t len)
+{
+    return worker_send(g, w, type, stream, seq, payload, len);
 }
 
 static int send_cut(sotto__gateway *g, gw_worker *w, gw_stream *s, int how)
@@ -326,7 +335,7 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
 {
     int n = 0;
 
-    if (w->wsi == NULL && !w->ready && w->n_streams == 0)
+    if (w->wsi == NULL && !w->ready && w->n_streams == 0 && w->n_jobs == 0)
         return;
     /* At the end of a drain the workers' channels close as expected. */
     sotto__log(g->draining && w->n_streams == 0 ? SOTTO_LOG_INFO : SOTTO_LOG_WARN, 0,
@@ -361,8 +370,10 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
         sotto__log(SOTTO_LOG_WARN, s->id, "recovering: worker%d gone", w->slot);
     }
     w->n_streams = 0;
+    w->n_jobs = 0;
     if (n > 0)
         assign_waiting(g);
+    sotto__gw_jobs_worker_lost(g, w->slot);
     fail_waiting(g);
 }
 
@@ -612,12 +623,17 @@ static int worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr 
         sotto__log(SOTTO_LOG_INFO, 0, "worker%d (pid %d) ready: %.*s", w->slot,
                    w->pid, (int)(h->len < 200 ? h->len : 200), (const char *)p);
         assign_waiting(g);
+        sotto__gw_jobs_assign(g);
         return 0;
     }
     case SOTTO__IPC_BEAT:
         w->last_beat = sotto__now();
         w->busy_stream = h->stream;
         w->busy_ms = h->seq;
+        return 0;
+    case SOTTO__IPC_JOB_SEGMENTS:
+    case SOTTO__IPC_JOB_DONE:
+        sotto__gw_job_message(g, w, h, p);
         return 0;
     default:
         break;
@@ -1052,7 +1068,7 @@ int sotto__gw_admit(const sotto__gateway *g, const char **reason)
         *reason = "draining";
         return 0;
     }
-    if (g->n_streams >= g->c->max_streams) {
+    if (g->n_streams + g->n_jobs >= g->c->max_streams) {
         *reason = "capacity";
         return 0;
     }
@@ -1118,7 +1134,7 @@ static void tick(lws_sorted_usec_list_t *sul)
         }
     }
     if (g->draining) {
-        if (g->n_streams == 0) {
+        if (g->n_streams == 0 && g->n_jobs == 0) {
             sotto__log(SOTTO_LOG_INFO, 0, "drained; exiting");
             g->quit = 1;
         } else if (now > g->drain_deadline) {
@@ -1334,6 +1350,7 @@ fail:
     }
     while (g->streams != NULL)
         stream_free(g, g->streams);
+    sotto__gw_jobs_free(g);
     for (int i = 0; i < SOTTO__SERVE_MAX_WORKERS; i++) {
         sotto__ipc_reader_free(&g->workers[i].rd);
         free(g->workers[i].out);

@@ -10,6 +10,8 @@
  *                WhisperLive, OpenAI Realtime), each a gw_dialect, on
  *                their paths and (vosk, WhisperLive) their own ports;
  * dialect.c      the parsers of those protocols' client messages;
+ * gateway_rest.c the OpenAI REST endpoint (POST /v1/audio/transcriptions,
+ *                GET /v1/models): uploads become jobs run by a worker;
  * web.c          the page's bytes, built in from src/server/web/index.html.
  *
  * Everything here is touched by the gateway's one thread only.
@@ -58,7 +60,7 @@ enum gw_kind { GW_WS = 1, GW_TCP = 2 };
 /* The protocols, for /metrics' protocol label. */
 enum gw_proto {
     GW_PROTO_NATIVE = 0, GW_PROTO_TCP, GW_PROTO_VOSK, GW_PROTO_WHISPERLIVE,
-    GW_PROTO_REALTIME, GW_PROTO_WYOMING, GW_N_PROTO
+    GW_PROTO_REALTIME, GW_PROTO_WYOMING, GW_PROTO_REST, GW_N_PROTO
 };
 enum gw_format { GW_S16 = 1, GW_F32 = 2, GW_OPUS = 3 };
 enum gw_cut { GW_CUT_FLUSH = 1, GW_CUT_CLEAR = 2 };
@@ -226,6 +228,7 @@ typedef struct gw_worker {
     double up_at, last_beat;
     uint32_t busy_stream, busy_ms;
     int n_streams;
+    int n_jobs;               /* REST jobs placed on it */
     int killed;               /* the watchdog sent SIGKILL */
 } gw_worker;
 
@@ -264,6 +267,8 @@ struct sotto__gateway {
     int n_workers;
     gw_stream *streams;
     int n_streams;            /* client streams (admission counts these) */
+    struct gw_job *jobs;      /* REST transcriptions (gateway_rest.c) */
+    int n_jobs;               /* admission counts these too */
     uint32_t next_id;
     int ever_ready;
     int draining;
@@ -301,6 +306,9 @@ void sotto__gw_send_json(sotto__gateway *g, gw_stream *s, const char *json,
                          size_t len, int partial);
 /* The same for a cJSON object, which it deletes. */
 void sotto__gw_send_cjson(sotto__gateway *g, gw_stream *s, cJSON *o, int partial);
+/* Queues one message to a worker channel.  0, or -1 when it is down. */
+int sotto__gw_worker_send(sotto__gateway *g, gw_worker *w, int type, uint32_t stream,
+                          uint32_t seq, const void *payload, size_t len);
 /* Number of ready, live workers that are not stuck. */
 int sotto__gw_workers_healthy(const sotto__gateway *g);
 /* Whether a new stream may be admitted; reason gets why not. */
@@ -320,6 +328,28 @@ void sotto__gw_rearm(sotto__gateway *g);
 void sotto__gw_want_write(gw_stream *s);
 /* Renders /metrics into buf; returns the length. */
 size_t sotto__gw_metrics_render(const sotto__gateway *g, char *buf, size_t cap);
+
+/* gateway_rest.c */
+/* An HTTP request for path: 1 if it is the REST endpoint's (then it
+ * handled it: a response is under way), 0 if not. */
+int sotto__gw_rest_request(struct lws *wsi, sotto__gateway *g, void **slot,
+                           const char *path, int post);
+/* Body bytes, the end of the body, a writeable callback, and the end of
+ * the connection, for a request sotto__gw_rest_request took. */
+int sotto__gw_rest_body(struct lws *wsi, sotto__gateway *g, void *job, const void *in,
+                        size_t len);
+int sotto__gw_rest_body_done(struct lws *wsi, sotto__gateway *g, void *job);
+int sotto__gw_rest_writeable(struct lws *wsi, sotto__gateway *g, void *job);
+void sotto__gw_rest_closed(sotto__gateway *g, void *job);
+/* Places waiting jobs on free workers. */
+void sotto__gw_jobs_assign(sotto__gateway *g);
+/* Worker slot died: its jobs run again elsewhere, or fail. */
+void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot);
+/* JOB_SEGMENTS or JOB_DONE from worker w. */
+void sotto__gw_job_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr *h,
+                           const unsigned char *p);
+/* Frees every job (the gateway is exiting). */
+void sotto__gw_jobs_free(sotto__gateway *g);
 
 /* web.c */
 /* The live captions page (src/server/web/index.html as it was at build

@@ -39,6 +39,7 @@
 /* Per-connection data of the "sotto" protocol (HTTP and WebSocket). */
 typedef struct gw_pss {
     gw_stream *st;            /* WebSocket streams */
+    void *job;                /* a REST transcription (gateway_rest.c) */
     /* A WebSocket refused at admission: its dialect, why, and the message
      * to send before the close (refusal_len 0: none yet or none due). */
     const gw_dialect *refused_dl;
@@ -452,7 +453,7 @@ size_t sotto__gw_metrics_render(const sotto__gateway *g, char *b, size_t cap)
             (unsigned long long)m->rejected_capacity, (unsigned long long)m->rejected_other);
     {
         static const char *const names[GW_N_PROTO] = {
-            "native", "tcp", "vosk", "whisperlive", "realtime", "wyoming"
+            "native", "tcp", "vosk", "whisperlive", "realtime", "wyoming", "rest"
         };
         int active[GW_N_PROTO] = { 0 };
         for (const gw_stream *s = g->streams; s != NULL; s = s->next)
@@ -588,6 +589,23 @@ static int http_route(sotto__gateway *g, const char *path, gw_pss *pss,
                 "\"workers_ready\":%d,\"workers\":%d,\"streams\":%d}\n",
                 reason, g->sup_reason, ready, g->c->workers, g->n_streams);
         }
+    } else if (strcmp(path, "/v1/models") == 0) {
+        /* The OpenAI models list: the one model the workers load. */
+        const char *model = strrchr(g->c->model, '/');
+        cJSON *o = cJSON_CreateObject(), *d = cJSON_AddArrayToObject(o, "data"), *m;
+        char *t;
+        model = model != NULL && model[1] != 0 ? model + 1 : g->c->model;
+        cJSON_AddStringToObject(o, "object", "list");
+        m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "id", model);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddNumberToObject(m, "created", 0);
+        cJSON_AddStringToObject(m, "owned_by", "sotto");
+        cJSON_AddItemToArray(d, m);
+        t = cJSON_PrintUnformatted(o);
+        pss->body_len = (size_t)snprintf(body, cap, "%s\n", t != NULL ? t : "{}");
+        free(t);
+        cJSON_Delete(o);
     } else if (strcmp(path, "/metrics") == 0) {
         *ctype = "text/plain; version=0.0.4";
         pss->body_len = sotto__gw_metrics_render(g, body, cap);
@@ -595,7 +613,8 @@ static int http_route(sotto__gateway *g, const char *path, gw_pss *pss,
         status = 404;
         pss->body_len = (size_t)snprintf(body, cap,
             "{\"error\":\"not found\",\"endpoints\":[\"/\",\"/v1/stream\",\"/health\","
-            "\"/ready\",\"/metrics\"]}\n");
+            "\"/ready\",\"/metrics\",\"/v1/models\",\"/v1/audio/transcriptions\","
+            "\"/v1/realtime\",\"/vosk\",\"/whisperlive\"]}\n");
     }
     if (pss->body_len >= cap)
         pss->body_len = cap - 1;
@@ -723,8 +742,21 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        if (sotto__gw_rest_request(wsi, g, &pss->job, (const char *)in,
+                                   lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0))
+            return 0;
         return http_request(wsi, g, pss, (const char *)in);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (pss != NULL && pss->job != NULL)
+            return sotto__gw_rest_body(wsi, g, pss->job, in, len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (pss != NULL && pss->job != NULL)
+            return sotto__gw_rest_body_done(wsi, g, pss->job);
+        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (pss != NULL && pss->job != NULL)
+            return sotto__gw_rest_writeable(wsi, g, pss->job);
         if (pss == NULL || pss->body == NULL)
             return 0;
         if (lws_write(wsi, (unsigned char *)pss->body + LWS_PRE, pss->body_len,
@@ -740,6 +772,8 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (pss != NULL) {
             free(pss->body);
             pss->body = NULL;
+            sotto__gw_rest_closed(g, pss->job);
+            pss->job = NULL;
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:

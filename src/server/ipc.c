@@ -62,6 +62,11 @@ const char *sotto__ipc_type_name(int type)
     case SOTTO__IPC_FINISH: return "FINISH";
     case SOTTO__IPC_DROP: return "DROP";
     case SOTTO__IPC_CUT: return "CUT";
+    case SOTTO__IPC_JOB: return "JOB";
+    case SOTTO__IPC_JOB_DATA: return "JOB_DATA";
+    case SOTTO__IPC_JOB_RUN: return "JOB_RUN";
+    case SOTTO__IPC_JOB_SEGMENTS: return "JOB_SEGMENTS";
+    case SOTTO__IPC_JOB_DONE: return "JOB_DONE";
     case SOTTO__IPC_READY: return "READY";
     case SOTTO__IPC_BEAT: return "BEAT";
     case SOTTO__IPC_EVENT: return "EVENT";

@@ -28,6 +28,13 @@
  *                   opus: one packet)
  *   FINISH  stream  end of input: flush, send the last events, then CLOSED
  *   DROP    stream  forget the stream at once (its client is gone)
+ *   JOB     job     an offline transcription (the OpenAI REST endpoint):
+ *                   JSON {"language":"en"|null,"prompt":"...",
+ *                   "temperature":0,"words":bool}; the file follows in
+ *                   JOB_DATA messages (seq from 1), then JOB_RUN
+ *   JOB_DATA job    up to SOTTO__IPC_MAX_PAYLOAD bytes of the file
+ *   JOB_RUN  job    the file is complete: decode it and transcribe it;
+ *                   JSON {"bytes":n}
  *   CUT     stream  end the current utterance after the audio sent so far
  *                   and go on (sotto_stream_end_utterance); JSON
  *                   {"flush":true} commits its pending words after a last
@@ -52,6 +59,14 @@
  *                   be forgotten by the gateway's replay buffer); after a
  *                   CUT, one more ACK with "cut":true follows the cut's
  *                   events
+ *   JOB_SEGMENTS job  JSON {"segments":[{"start","end","text","tokens",
+ *                   "avg_logprob","compression_ratio","no_speech_prob",
+ *                   "temperature","words":[...]}],"done":s}: the segments
+ *                   of one finished 30-second window, and the seconds of
+ *                   audio done (possibly no segments: progress)
+ *   JOB_DONE job    JSON {"ok":true,"duration":s,"language":"en"} or
+ *                   {"ok":false,"status":415,"message":"..."}; the job is
+ *                   gone from the worker
  *   CLOSED  stream  JSON {"reason":"finished"|"dropped"|"error",
  *                   "message":"...","audio_seconds":s,...}: the stream is
  *                   gone from the worker and no more messages for it follow
@@ -74,11 +89,16 @@ enum sotto__ipc_type {
     SOTTO__IPC_FINISH = 3,
     SOTTO__IPC_DROP = 4,
     SOTTO__IPC_CUT = 5,
+    SOTTO__IPC_JOB = 6,
+    SOTTO__IPC_JOB_DATA = 7,
+    SOTTO__IPC_JOB_RUN = 8,
     SOTTO__IPC_READY = 16,
     SOTTO__IPC_BEAT = 17,
     SOTTO__IPC_EVENT = 18,
     SOTTO__IPC_ACK = 19,
-    SOTTO__IPC_CLOSED = 20
+    SOTTO__IPC_CLOSED = 20,
+    SOTTO__IPC_JOB_SEGMENTS = 21,
+    SOTTO__IPC_JOB_DONE = 22
 };
 
 typedef struct sotto__ipc_hdr {

@@ -77,6 +77,8 @@ typedef struct sotto__serve_config {
                                    * real time before the gateway stops
                                    * reading from it; 30 */
     size_t max_outbound;          /* bytes queued to a slow reader; 1 MiB */
+    size_t max_upload;            /* bytes of one file POSTed to the
+                                   * OpenAI endpoint; 25 MiB */
     size_t max_pending_audio;     /* bytes of audio queued for a worker
                                    * before reading pauses; 4 MiB */
 

@@ -477,10 +477,24 @@ typedef struct wstream {
 enum { FAULT_NONE, FAULT_CRASH, FAULT_HANG };
 #endif
 
+/* An offline job (JOB .. JOB_RUN): its parameters and the file so far. */
+typedef struct wjob {
+    uint32_t id;
+    unsigned char *data;
+    size_t n, cap;
+    char language[SOTTO__WORKER_MAX_LANGUAGE + 1];
+    char *prompt;
+    float temperature;        /* < 0: the default fallback ladder */
+    int words;
+    int failed;               /* the file grew past max-upload */
+} wjob;
+
 typedef struct worker {
     const sotto__serve_config *c;
     sotto_model *model;
     wchan ch;
+    wjob *job;                /* the job being received, or NULL */
+    int job_error;            /* a send failed inside the job callback */
     wstream *streams[SOTTO__WORKER_MAX_STREAMS];
     int n_streams;
     unsigned char *conv;          /* converted samples of one chunk */
@@ -1166,6 +1180,215 @@ static int on_drop(worker *w, wstream *e)
     return send_json(w, SOTTO__IPC_CLOSED, id, 0, o);
 }
 
+/* ---- offline jobs (the OpenAI REST endpoint) ---------------------------- */
+
+static void job_free(wjob *j)
+{
+    if (j == NULL)
+        return;
+    free(j->data);
+    free(j->prompt);
+    free(j);
+}
+
+static int job_done_error(worker *w, uint32_t id, int status, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    sotto__log(SOTTO_LOG_WARN, id, "job refused (%d): %s", status, msg);
+    if (o != NULL) {
+        cJSON_AddBoolToObject(o, "ok", 0);
+        cJSON_AddNumberToObject(o, "status", status);
+        cJSON_AddStringToObject(o, "message", msg);
+    }
+    return send_json(w, SOTTO__IPC_JOB_DONE, id, 0, o);
+}
+
+/* JOB: a new job's parameters (the gateway checked them; they are read
+ * here within the same bounds all the same). */
+static int on_job(worker *w, uint32_t id, const unsigned char *p, size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength((const char *)p, len);
+    const cJSON *x;
+    wjob *j;
+
+    if (w->job != NULL) {
+        sotto__log(SOTTO_LOG_WARN, w->job->id, "job dropped: another began before it ran");
+        job_free(w->job);
+        w->job = NULL;
+    }
+    if ((j = calloc(1, sizeof *j)) == NULL) {
+        cJSON_Delete(o);
+        return job_done_error(w, id, 500, "out of memory");
+    }
+    j->id = id;
+    j->temperature = -1;
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "language")) != NULL && cJSON_IsString(x) &&
+        strlen(x->valuestring) <= SOTTO__WORKER_MAX_LANGUAGE &&
+        strspn(x->valuestring, "abcdefghijklmnopqrstuvwxyz") == strlen(x->valuestring))
+        memcpy(j->language, x->valuestring, strlen(x->valuestring) + 1);
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "prompt")) != NULL && cJSON_IsString(x) &&
+        x->valuestring[0] != 0 && strlen(x->valuestring) <= SOTTO__WORKER_MAX_PROMPT)
+        j->prompt = strdup(x->valuestring);
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "temperature")) != NULL &&
+        cJSON_IsNumber(x) && x->valuedouble > 0 && x->valuedouble <= 1)
+        j->temperature = (float)x->valuedouble;
+    j->words = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "words"));
+    cJSON_Delete(o);
+    w->job = j;
+    return 0;
+}
+
+static int on_job_data(worker *w, uint32_t id, const unsigned char *p, size_t len)
+{
+    wjob *j = w->job;
+
+    if (j == NULL || j->id != id || j->failed)
+        return 0;
+    if (j->n + len > w->c->max_upload) {
+        j->failed = 1;
+        return 0;
+    }
+    if (j->n + len > j->cap) {
+        size_t cap = j->cap ? j->cap : 1u << 20;
+        unsigned char *nb;
+        while (cap < j->n + len)
+            cap *= 2;
+        if ((nb = realloc(j->data, cap)) == NULL) {
+            j->failed = 1;
+            return 0;
+        }
+        j->data = nb;
+        j->cap = cap;
+    }
+    memcpy(j->data + j->n, p, len);
+    j->n += len;
+    return 0;
+}
+
+static cJSON *segment_json(const sotto_segment *s)
+{
+    cJSON *o = cJSON_CreateObject(), *t, *ws;
+
+    if (o == NULL)
+        return NULL;
+    cJSON_AddNumberToObject(o, "start", ms_round(s->start));
+    cJSON_AddNumberToObject(o, "end", ms_round(s->end));
+    cJSON_AddStringToObject(o, "text", s->text);
+    if ((t = cJSON_AddArrayToObject(o, "tokens")) != NULL)
+        for (int i = 0; i < s->n_tokens; i++)
+            cJSON_AddItemToArray(t, cJSON_CreateNumber(s->tokens[i]));
+    cJSON_AddNumberToObject(o, "avg_logprob", s->avg_logprob);
+    cJSON_AddNumberToObject(o, "compression_ratio", s->compression_ratio);
+    cJSON_AddNumberToObject(o, "no_speech_prob", s->no_speech_prob);
+    cJSON_AddNumberToObject(o, "temperature", s->temperature);
+    if (s->n_words > 0 && (ws = cJSON_AddArrayToObject(o, "words")) != NULL)
+        for (int i = 0; i < s->n_words; i++) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "word", s->words[i].text);
+            cJSON_AddNumberToObject(x, "start", ms_round(s->words[i].start));
+            cJSON_AddNumberToObject(x, "end", ms_round(s->words[i].end));
+            cJSON_AddNumberToObject(x, "probability", s->words[i].probability);
+            cJSON_AddItemToArray(ws, x);
+        }
+    return o;
+}
+
+/* After each window: its segments go to the gateway at once (an SSE
+ * client sees them then), and the watchdog's inference clock restarts, so
+ * that a long file is judged per window, not as one inference. */
+static void job_window(void *user, const sotto_segment *segs, int n, double done)
+{
+    worker *w = user;
+    uint32_t id = w->job != NULL ? w->job->id : 0;
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "segments");
+
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, segment_json(&segs[i]));
+    cJSON_AddNumberToObject(o, "done", ms_round(done));
+    if (w->job_error == 0 && send_json(w, SOTTO__IPC_JOB_SEGMENTS, id, 0, o) != 0)
+        w->job_error = 1;
+    infer_begin(w, id);
+}
+
+/* JOB_RUN: decodes and transcribes the file, as `sotto transcribe` does
+ * (the same defaults), sending the segments window by window. */
+static int on_job_run(worker *w, uint32_t id)
+{
+    wjob *j = w->job;
+    sotto_transcribe_params tp = sotto_transcribe_default_params();
+    sotto_result *res = NULL;
+    float *pcm = NULL;
+    size_t n = 0;
+    char err[WORKER_ERR];
+    int rc, status;
+    cJSON *o;
+
+    if (j == NULL || j->id != id)
+        return job_done_error(w, id, 500, "the job's file did not reach the engine");
+    w->job = NULL;
+    if (j->failed) {
+        rc = job_done_error(w, id, 413, "the file is larger than the upload limit");
+        goto done;
+    }
+    infer_begin(w, id);
+    rc = sotto_audio_decode_memory(j->data, j->n, &pcm, &n, err, sizeof err);
+    infer_end(w);
+    free(j->data);
+    j->data = NULL;
+    if (rc != 0) {
+        status = rc == SOTTO_EEMPTY ? 400 : rc == SOTTO_ETOOLONG ? 413
+                 : rc == SOTTO_ENOMEM ? 500 : 415;
+        rc = job_done_error(w, id, status, err);
+        goto done;
+    }
+    if (j->language[0] != 0)
+        tp.language = j->language;
+    tp.initial_prompt = j->prompt;
+    tp.word_timestamps = j->words;
+    if (j->temperature > 0) {
+        /* A temperature asked for: the ladder from it up to 1.0. */
+        tp.n_temperatures = 0;
+        for (float t = j->temperature; t <= 1.0001f && tp.n_temperatures <
+             SOTTO_MAX_TEMPERATURES; t += 0.2f)
+            tp.temperatures[tp.n_temperatures++] = t;
+    }
+    tp.on_window = job_window;
+    tp.on_window_user = w;
+    w->job = j;               /* for job_window's id */
+    w->job_error = 0;
+    infer_begin(w, id);
+    rc = sotto_transcribe(w->model, pcm, n, &tp, &res, err, sizeof err);
+    infer_end(w);
+    w->job = NULL;
+    if (w->job_error) {
+        rc = -1;
+        goto done;
+    }
+    if (rc != 0) {
+        rc = job_done_error(w, id, rc == SOTTO_EINVAL || rc == SOTTO_EUNSUPPORTED ? 400
+                                   : rc == SOTTO_ENONFINITE ? 415 : 500, err);
+        goto done;
+    }
+    o = cJSON_CreateObject();
+    if (o != NULL) {
+        sotto_model_info info;
+        sotto_model_get_info(w->model, &info);
+        cJSON_AddBoolToObject(o, "ok", 1);
+        cJSON_AddNumberToObject(o, "duration", ms_round(sotto_result_duration(res)));
+        cJSON_AddStringToObject(o, "language", j->language[0] != 0 ? j->language
+                                               : info.multilingual ? "" : "en");
+    }
+    sotto__log(SOTTO_LOG_INFO, id, "job done: %.1f s of audio, %d segments",
+               sotto_result_duration(res), sotto_result_n_segments(res));
+    rc = send_json(w, SOTTO__IPC_JOB_DONE, id, 0, o);
+done:
+    sotto_result_destroy(res);
+    sotto_pcm_free(pcm);
+    job_free(j);
+    return rc;
+}
+
 /* Handles one message.  Returns 0 to go on, -1 to end the worker with
  * w->exit_rc. */
 static int on_message(worker *w, const sotto__ipc_hdr *h, const unsigned char *p)
@@ -1175,6 +1398,12 @@ static int on_message(worker *w, const sotto__ipc_hdr *h, const unsigned char *p
     switch (h->type) {
     case SOTTO__IPC_OPEN:
         return on_open(w, h->stream, p, h->len);
+    case SOTTO__IPC_JOB:
+        return on_job(w, h->stream, p, h->len);
+    case SOTTO__IPC_JOB_DATA:
+        return on_job_data(w, h->stream, p, h->len);
+    case SOTTO__IPC_JOB_RUN:
+        return on_job_run(w, h->stream);
     case SOTTO__IPC_AUDIO:
     case SOTTO__IPC_FINISH:
     case SOTTO__IPC_DROP:
@@ -1375,6 +1604,7 @@ fail:
     if (w != NULL) {
         while (w->n_streams > 0)
             remove_stream(w, w->streams[w->n_streams - 1]);
+        job_free(w->job);
         sotto_model_destroy(w->model);
         if (w->ch.wake >= 0)
             close(w->ch.wake);

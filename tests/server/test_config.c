@@ -70,6 +70,7 @@ static void test_defaults(void)
     CHECK(c.max_ahead == 30.0);
     CHECK_INT_EQ(c.max_outbound, 1 << 20);
     CHECK_INT_EQ(c.max_pending_audio, 4 << 20);
+    CHECK_INT_EQ(c.max_upload, 25 << 20);
     CHECK(c.inference_timeout == 30.0);
     CHECK(c.heartbeat_timeout == 5.0);
     CHECK(c.restart_backoff_min == 0.1);

@@ -44,6 +44,13 @@ Tests:
      and transcript, the chunks adding up to the transcript; stereo, an
      oversized payload and a header that is not JSON get an error event,
      and the server goes on
+  g  OpenAI REST, with the openai package: POST /v1/audio/transcriptions
+     as text (equal to `sotto transcribe`'s), json, verbose_json with
+     words, srt, vtt and streamed (SSE deltas then done); GET /v1/models;
+     400 for an empty file or a bad field, 415 for undecodable audio, 413
+     over --max-upload, 503 with Retry-After at capacity; a worker killed
+     mid-file: the job runs again and the streamed text has each segment
+     once
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -54,10 +61,14 @@ import base64
 import csv
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+import wave
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -591,6 +602,138 @@ def test_f_wyoming():
         srv.stop()
 
 
+# ---- g: OpenAI REST --------------------------------------------------------------
+
+def write_wav(path, pcm, rate=16000):
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+
+
+def cli_text(path):
+    """`sotto transcribe`'s text of a file (its json format)."""
+    p = subprocess.run([ts.ARGS.sotto, "transcribe", "--model", ts.ARGS.model, "-f", "json",
+                        path], capture_output=True, timeout=600)
+    return json.loads(p.stdout)["text"].strip() if p.returncode == 0 else None
+
+
+def test_g_openai_rest():
+    try:
+        import openai
+    except ImportError as e:
+        check("g the openai package is installed (pip install openai)", False, str(e))
+        return
+    jfk = os.path.join(ts.ARGS.shared, "audio", ts.JFK)
+    tmp = tempfile.mkdtemp(prefix="sotto-rest-")
+    srv = ts.Server(name="rest", workers=2,
+                    extra=["--max-upload", "1M", "--max-streams", "3"])
+    try:
+        c = openai.OpenAI(api_key="unused", base_url=f"http://127.0.0.1:{srv.http}/v1",
+                          max_retries=0, timeout=600)
+        want = cli_text(jfk)
+        with open(jfk, "rb") as f:
+            data = f.read()
+
+        def create(**kw):
+            return c.audio.transcriptions.create(model="tiny.en", file=("jfk.wav", data), **kw)
+
+        text = create(response_format="text")
+        check("g rest text: equals sotto transcribe's", text.strip() == want,
+              f"{text!r} / {want!r}")
+        r = create()
+        check("g rest json: the text and the duration used",
+              r.text == want and r.usage is not None and r.usage.seconds == 11,
+              str(r)[:300])
+        r = create(response_format="verbose_json", timestamp_granularities=["word", "segment"])
+        words = r.words or []
+        check("g rest verbose_json: segments, and words in time order",
+              r.text == want and abs(r.duration - 11.0) < 0.1 and len(r.segments or []) >= 1 and
+              len(words) == len(want.split()) and
+              all(a.start <= a.end <= b.start + 0.01 for a, b in zip(words, words[1:])),
+              str(r)[:300])
+        srt = create(response_format="srt")
+        blocks = [b for b in srt.strip().split("\n\n") if b]
+        check("g rest srt: numbered blocks with times, the text",
+              blocks and all(b.split("\n")[0] == str(i + 1) and " --> " in b.split("\n")[1]
+                             for i, b in enumerate(blocks)) and
+              " ".join(b.split("\n", 2)[2] for b in blocks) == want, srt[:300])
+        vtt = create(response_format="vtt")
+        check("g rest vtt: a WEBVTT document", vtt.startswith("WEBVTT\n\n") and
+              "00:00:00.000 --> " in vtt, vtt[:200])
+        deltas, done = [], None
+        for ev in create(stream=True):
+            if ev.type == "transcript.text.delta":
+                deltas.append(ev.delta)
+            elif ev.type == "transcript.text.done":
+                done = ev.text
+        check("g rest stream: deltas, then done with the whole text",
+              len(deltas) >= 1 and "".join(deltas) == done == want, f"{deltas} {done!r}")
+        models = [m.id for m in c.models.list()]
+        check("g rest models: the loaded model", models == [os.path.basename(
+            os.path.normpath(ts.ARGS.model))], str(models))
+
+        def status_of(fn):
+            try:
+                fn()
+            except openai.APIStatusError as e:
+                return e.status_code, e.response.headers.get("retry-after"), e.body
+            return 200, None, None
+        st = status_of(lambda: c.audio.transcriptions.create(model="x", file=("e.wav", b"")))
+        check("g rest: an empty file is 400", st[0] == 400, str(st))
+        st = status_of(lambda: c.audio.transcriptions.create(
+            model="x", file=("e.wav", b"RIFF this is not audio" * 20)))
+        check("g rest: undecodable audio is 415", st[0] == 415, str(st))
+        st = status_of(lambda: c.audio.transcriptions.create(
+            model="x", file=("big.wav", data + bytes(800000))))
+        check("g rest: a file over --max-upload is 413", st[0] == 413, str(st))
+        st = status_of(lambda: create(response_format="xml"))
+        check("g rest: a bad field is 400 naming it",
+              st[0] == 400 and st[2] and st[2].get("param") == "response_format", str(st))
+        holds = []
+        for _ in range(3):
+            h = ws_connect(f"ws://127.0.0.1:{srv.http}/v1/stream")
+            h.recv(10)
+            holds.append(h)
+        st = status_of(lambda: create())
+        check("g rest: at capacity 503 with Retry-After", st[0] == 503 and st[1] == "1",
+              str(st))
+        for h in holds:
+            h.close()
+        ts.wait_streams_idle(srv, 20)
+
+        # A worker killed in the middle of a longer file: the job runs again
+        # on another worker, and the streamed text has every segment once.
+        pcm = ts.mix_audio()[0] if not ts.ARGS.quick else jfk_pcm() * 3
+        path = os.path.join(tmp, "long.wav")
+        write_wav(path, pcm)
+        with open(path, "rb") as f:
+            long_data = f.read()
+        base = c.audio.transcriptions.create(model="x", file=("l.wav", long_data)).text
+        deltas, done, killed = [], None, False
+        for ev in c.audio.transcriptions.create(model="x", file=("l.wav", long_data),
+                                                stream=True):
+            if ev.type == "transcript.text.delta":
+                deltas.append(ev.delta)
+                if not killed:
+                    killed = True
+                    for pid in srv.worker_pids():
+                        os.kill(pid, signal.SIGKILL)
+            elif ev.type == "transcript.text.done":
+                done = ev.text
+        check("g rest: a worker SIGKILL mid-file costs nothing (same text, each "
+              "segment once)", killed and done == base and "".join(deltas) == done,
+              f"{len(deltas)} deltas; {done!r:.200} / {base!r:.200}")
+        mt = srv.metrics()
+        check("g rest: counted in /metrics",
+              mt.get('sotto_protocol_streams_total{protocol="rest"}', 0) >= 8,
+              json.dumps({k: v for k, v in mt.items() if "rest" in k}))
+    finally:
+        srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 TESTS = [
     ("a", test_a_vosk),
     ("b", test_b_whisperlive),
@@ -598,6 +741,7 @@ TESTS = [
     ("d", test_d_uniform),
     ("e", test_e_worker_kill),
     ("f", test_f_wyoming),
+    ("g", test_g_openai_rest),
 ]
 
 

@@ -87,7 +87,8 @@ static void test_names_and_check(void)
     CHECK_STR_EQ(sotto__ipc_type_name(SOTTO__IPC_CLOSED), "CLOSED");
     CHECK_STR_EQ(sotto__ipc_type_name(0), "?");
     CHECK_STR_EQ(sotto__ipc_type_name(SOTTO__IPC_CUT), "CUT");
-    CHECK_STR_EQ(sotto__ipc_type_name(6), "?");
+    CHECK_STR_EQ(sotto__ipc_type_name(SOTTO__IPC_JOB_DONE), "JOB_DONE");
+    CHECK_STR_EQ(sotto__ipc_type_name(9), "?");
     CHECK_STR_EQ(sotto__ipc_type_name(99), "?");
 
     for (int k = 0; k < N_ALL; k++) {
@@ -108,7 +109,8 @@ static void test_names_and_check(void)
     } while (0)
 
     EXPECT_BAD(0, 0, 1, 0, "unknown");
-    EXPECT_BAD(6, 0, 1, 0, "unknown");
+    EXPECT_BAD(9, 0, 1, 0, "unknown");
+    EXPECT_BAD(23, 0, 1, 0, "unknown");
     EXPECT_BAD(0xffff, 0, 1, 0, "unknown");
     EXPECT_BAD(SOTTO__IPC_AUDIO, 1, 1, 10, "flags");
     EXPECT_BAD(SOTTO__IPC_AUDIO, 0, 1, SOTTO__IPC_MAX_PAYLOAD + 1, "limit");
