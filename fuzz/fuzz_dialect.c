@@ -2,9 +2,11 @@
  * fuzz_dialect.c - libFuzzer target for the parsers of the other servers'
  * client messages (src/server/dialect.c): vosk-server's text messages,
  * WhisperLive's options and end marker, OpenAI Realtime's client events
- * with their base64 audio, and Wyoming's framing on raw TCP.
+ * with their base64 audio, Wyoming's framing on raw TCP, and the form
+ * fields of the OpenAI REST endpoint (one per line; an empty line is an
+ * absent field).
  *
- * The first byte of the input picks the parser (its low two bits), the
+ * The first byte of the input picks the parser (modulo 5), the
  * rest is the message, as the gateway hands it over: a whole WebSocket
  * text message of any bytes, or for Wyoming the bytes of a TCP stream,
  * pushed in pieces whose sizes come from the input itself.  Each parser must answer with 0 and a filled
@@ -38,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text = (const char *)data + 1;
     len = size - 1;
     err[0] = 0;
-    switch (data[0] & 3) {
+    switch (data[0] % 5) {
     case 0: {
         sotto__vosk_msg m;
         if (sotto__vosk_parse(text, len, &m, err, sizeof err) == 0) {
@@ -63,6 +65,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else if (err[0] == 0) {
             abort();
         }
+        break;
+    }
+    case 4: {
+        const char *v[SOTTO__REST_N_FIELDS] = { 0 };
+        char *copy = malloc(len + 1), *p;
+        sotto__rest_req r;
+        const char *param;
+        int i = 0;
+        if (copy == NULL)
+            return 0;
+        memcpy(copy, text, len);
+        copy[len] = 0;
+        for (p = copy; i < SOTTO__REST_N_FIELDS; i++) {
+            char *nl = strchr(p, '\n');
+            if (nl != NULL)
+                *nl = 0;
+            v[i] = p[0] != 0 ? p : NULL;
+            if (nl == NULL)
+                break;
+            p = nl + 1;
+        }
+        if (sotto__rest_parse(v, &r, &param, err, sizeof err) == 0) {
+            if (r.format < SOTTO__REST_JSON || r.format > SOTTO__REST_VERBOSE_JSON ||
+                !(r.temperature >= 0 && r.temperature <= 1) ||
+                strlen(r.language) > SOTTO__DIALECT_MAX_LANGUAGE ||
+                strlen(r.prompt) > SOTTO__DIALECT_MAX_PROMPT)
+                abort();
+        } else if (err[0] == 0 || param == NULL) {
+            abort();
+        }
+        free(copy);
         break;
     }
     case 3: {

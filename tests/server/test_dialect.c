@@ -5,6 +5,7 @@
  * copies; Wyoming's framing fed byte by byte, and its writer read back.
  * The end-to-end behaviour of the dialects is in test_dialects.py.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,8 +279,63 @@ static void test_wyoming(void)
     }
 }
 
+static void test_rest(void)
+{
+    const char *v[SOTTO__REST_N_FIELDS] = { 0 }, *param;
+    sotto__rest_req r;
+    char err[200];
+
+    /* Nothing given: json, no words, no stream, the default ladder. */
+    CHECK_INT_EQ(sotto__rest_parse(v, &r, &param, err, sizeof err), 0);
+    CHECK_INT_EQ(r.format, SOTTO__REST_JSON);
+    CHECK_INT_EQ(r.words, 0);
+    CHECK_INT_EQ(r.stream, 0);
+    CHECK(r.temperature == 0);
+
+    v[SOTTO__REST_FORMAT] = "verbose_json";
+    v[SOTTO__REST_GRANULARITIES] = "segment";
+    v[SOTTO__REST_GRANULARITIES2] = "word, segment";
+    v[SOTTO__REST_STREAM] = "true";
+    v[SOTTO__REST_TEMPERATURE] = "0.4";
+    v[SOTTO__REST_LANGUAGE] = "en";
+    v[SOTTO__REST_PROMPT] = "Kennedy";
+    v[SOTTO__REST_MODEL] = "whisper-1";
+    CHECK_INT_EQ(sotto__rest_parse(v, &r, &param, err, sizeof err), 0);
+    CHECK_INT_EQ(r.format, SOTTO__REST_VERBOSE_JSON);
+    CHECK_INT_EQ(r.words, 1);
+    CHECK_INT_EQ(r.stream, 1);
+    CHECK(fabsf(r.temperature - 0.4f) < 1e-6f);
+    CHECK_STR_EQ(r.language, "en");
+    CHECK_STR_EQ(r.prompt, "Kennedy");
+
+#define REST_BAD(field, value, name)                                         \
+    do {                                                                     \
+        const char *save = v[field];                                         \
+        v[field] = value;                                                    \
+        param = NULL;                                                        \
+        CHECK_INT_EQ(sotto__rest_parse(v, &r, &param, err, sizeof err), -1); \
+        CHECK(param != NULL && strcmp(param, name) == 0);                    \
+        v[field] = save;                                                     \
+    } while (0)
+    REST_BAD(SOTTO__REST_FORMAT, "xml", "response_format");
+    REST_BAD(SOTTO__REST_FORMAT, "json", "timestamp_granularities[]");
+    REST_BAD(SOTTO__REST_GRANULARITIES, "sentence", "timestamp_granularities[]");
+    REST_BAD(SOTTO__REST_STREAM, "yes", "stream");
+    REST_BAD(SOTTO__REST_TEMPERATURE, "1.5", "temperature");
+    REST_BAD(SOTTO__REST_TEMPERATURE, "-0.1", "temperature");
+    REST_BAD(SOTTO__REST_TEMPERATURE, "0.2x", "temperature");
+    REST_BAD(SOTTO__REST_TEMPERATURE, "nan", "temperature");
+    REST_BAD(SOTTO__REST_LANGUAGE, "English", "language");
+    {
+        static char big[SOTTO__DIALECT_MAX_PROMPT + 2];
+        memset(big, 'a', sizeof big - 1);
+        REST_BAD(SOTTO__REST_PROMPT, big, "prompt");
+    }
+}
+
 int main(void)
 {
+    test_rest();
     test_vosk();
     test_whisperlive();
     test_realtime();
