@@ -33,8 +33,9 @@ Tests:
   d  uniform behaviour: with --max-streams 1 and the slot taken, each
      dialect says "busy" its own way (vosk: close 1013; WhisperLive: status
      WAIT echoing the uid; Realtime: an error event server_busy, then
-     1013); /metrics counts each protocol; SIGTERM drains a vosk stream
-     with its final result, then close 1001
+     1013; Wyoming: an error event; REST: 503, in g); /metrics counts
+     each protocol; SIGTERM drains a vosk stream with its final result,
+     then close 1001
   e  a worker SIGKILLed mid-sentence under a vosk and a WhisperLive client:
      vosk still gets one reply per chunk, WhisperLive a WARNING status,
      and both the whole sentence (the replay works for every dialect)
@@ -406,12 +407,21 @@ def test_d_uniform():
         check("d busy realtime: error server_busy, then 1013",
               m.get("type") == "error" and m["error"]["code"] == "server_busy" and
               code == 1013, f"{m} {code}")
+        # Wyoming: an error event, then the close.
+        async def wy_busy():
+            r, w = await asyncio.open_connection("127.0.0.1", srv.wyoming)
+            data = await asyncio.wait_for(r.read(), 10)
+            w.close()
+            return data
+        got = asyncio.run(wy_busy())
+        check("d busy wyoming: an error event server_busy, then the close",
+              got.startswith(b'{"type":"error"') and b"server_busy" in got, got[:200])
         hold.close()
         ts.wait_streams_idle(srv, 20)
         mt = srv.metrics()
         check("d metrics: refusals counted by protocol",
               all(mt.get(f'sotto_protocol_rejected_total{{protocol="{p}"}}', 0) >= 1
-                  for p in ("vosk", "whisperlive", "realtime")), json.dumps(
+                  for p in ("vosk", "whisperlive", "realtime", "wyoming")), json.dumps(
                       {k: v for k, v in mt.items() if "protocol" in k}))
 
         # SIGTERM while a vosk client streams: its final result, then 1001.
