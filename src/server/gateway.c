@@ -633,6 +633,8 @@ static int worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr 
         return 0;
     case SOTTO__IPC_JOB_SEGMENTS:
     case SOTTO__IPC_JOB_DONE:
+    case SOTTO__IPC_JOB_PIECE:
+    case SOTTO__IPC_JOB_PIECE_DATA:
         sotto__gw_job_message(g, w, h, p);
         return 0;
     default:

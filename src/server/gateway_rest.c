@@ -35,9 +35,25 @@
 /* Bytes written to the client per writeable callback. */
 #define GW_REST_WRITE 16384
 
+/* Most pieces a long recording is split into (one per free worker). */
+#define GW_REST_MAX_PIECES 16
+
 typedef struct gw_job {
     struct gw_job *next;
     uint32_t id;
+    /* A piece of a split recording: its parent job, index and offset.
+     * Pieces are jobs of their own (placement, rerun after a worker
+     * death), but not streams: the parent alone counts for admission. */
+    struct gw_job *parent;
+    int index;
+    double offset;
+    size_t expect;            /* bytes of PCM the piece will have */
+    struct gw_job *pieces[GW_REST_MAX_PIECES];
+    int n_pieces;             /* the parent's pieces (0: not split) */
+    int pieces_asked;         /* pieces the parent was allowed */
+    int own_done;             /* the parent's own piece (0) is done */
+    int piece_done;           /* a piece: its transcription is done */
+    int next_emit;            /* SSE: the next piece to stream */
     struct lws *wsi;          /* the HTTP client; NULL once it is gone */
     struct lws_spa *spa;
     unsigned char *file;      /* the upload, kept for a rerun */
@@ -133,8 +149,21 @@ static void job_free(sotto__gateway *g, gw_job *j)
         pp = &(*pp)->next;
     if (*pp == j) {
         *pp = j->next;
-        g->n_jobs--;
+        if (j->parent == NULL)
+            g->n_jobs--;
     }
+    /* Its pieces are orphans now: those on a worker are freed when they
+     * end, the others at once. */
+    for (int i = 1; i < j->n_pieces; i++)
+        if (j->pieces[i] != NULL) {
+            gw_job *p = j->pieces[i];
+            p->parent = NULL;
+            p->wsi = NULL;
+            if (p->worker < 0)
+                job_free(g, p);
+        }
+    if (j->parent != NULL)
+        j->parent->pieces[j->index] = NULL;
     if (j->worker >= 0 && g->workers[j->worker].n_jobs > 0)
         g->workers[j->worker].n_jobs--;
     if (j->spa != NULL)
@@ -268,6 +297,23 @@ static int job_dispatch(sotto__gateway *g, gw_job *j, gw_worker *w)
         cJSON_AddStringToObject(o, "prompt", j->req.prompt);
     cJSON_AddNumberToObject(o, "temperature", j->req.temperature);
     cJSON_AddBoolToObject(o, "words", j->req.words);
+    if (j->parent != NULL) {
+        cJSON_AddBoolToObject(o, "pcm", 1);
+    } else {
+        /* A long recording is split across the workers free now (the
+         * worker decides whether it is long enough); a rerun splits as
+         * the first run did. */
+        if (j->pieces_asked == 0) {
+            int free_workers = 0;
+            for (int i = 0; i < g->n_workers; i++)
+                free_workers += g->workers[i].wsi != NULL && g->workers[i].ready &&
+                                !g->workers[i].killed && g->workers[i].n_jobs == 0 &&
+                                g->workers[i].n_streams == 0;
+            j->pieces_asked = free_workers < 1 ? 1 : free_workers > GW_REST_MAX_PIECES
+                                                     ? GW_REST_MAX_PIECES : free_workers;
+        }
+        cJSON_AddNumberToObject(o, "pieces", j->pieces_asked);
+    }
     if ((t = cJSON_PrintUnformatted(o)) != NULL &&
         sotto__gw_worker_send(g, w, SOTTO__IPC_JOB, j->id, 0, t, strlen(t)) == 0) {
         rc = 0;
@@ -298,7 +344,8 @@ void sotto__gw_jobs_assign(sotto__gateway *g)
 {
     for (gw_job *j = g->jobs; j != NULL; j = j->next) {
         gw_worker *best = NULL;
-        if (j->worker >= 0 || j->error || j->spa != NULL || j->file_n == 0 || j->complete)
+        if (j->worker >= 0 || j->error || j->spa != NULL || j->file_n == 0 || j->complete ||
+            j->piece_done || (j->parent != NULL && j->file_n < j->expect))
             continue;
         /* The least busy worker: jobs block a worker for their length. */
         for (int i = 0; i < g->n_workers; i++) {
@@ -311,7 +358,8 @@ void sotto__gw_jobs_assign(sotto__gateway *g)
         if (best == NULL)
             return;
         if (job_dispatch(g, j, best) != 0)
-            job_fail(j, 500, NULL, NULL, "cannot reach an engine process");
+            job_fail(j->parent != NULL ? j->parent : j, 500, NULL, NULL,
+                     "cannot reach an engine process");
     }
 }
 
@@ -506,56 +554,62 @@ static void render(gw_job *j)
     }
 }
 
+/* Streams one segment as an SSE delta. */
+static void emit_delta(gw_job *j, const char *t)
+{
+    cJSON *e = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(e, "type", "transcript.text.delta");
+    cJSON_AddStringToObject(e, "delta", j->sent == 0 ? t + strspn(t, " ") : t);
+    sse(j, e);
+    j->sent++;
+    j->status = 200;
+    want_write(j);
+}
+
+/* Moves a time of a piece's segment to the recording's time line. */
+static void shift(cJSON *o, const char *key, double offset)
+{
+    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    if (cJSON_IsNumber(x))
+        cJSON_SetNumberValue(x, round((x->valuedouble + offset) * 1000.0) / 1000.0);
+}
+
 static void on_segments(gw_job *j, const unsigned char *p, size_t len)
 {
-    cJSON *o = cJSON_ParseWithLength((const char *)p, len), *s;
+    cJSON *o = cJSON_ParseWithLength((const char *)p, len), *s, *w;
 
     cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(o, "segments")) {
         const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "text"));
+        cJSON *copy;
         /* A rerun after a worker death sends the segments again: the
          * engine is deterministic, so the first ones are those kept. */
         if (++j->run_segments <= cJSON_GetArraySize(j->segments) || t == NULL)
             continue;
-        cJSON_AddItemToArray(j->segments, cJSON_Duplicate(s, 1));
-        add_text(j, t);
-        if (j->req.stream) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "type", "transcript.text.delta");
-            cJSON_AddStringToObject(e, "delta", j->sent == 0 ? t + strspn(t, " ") : t);
-            sse(j, e);
-            j->sent++;
-            j->status = 200;
-            want_write(j);
+        if ((copy = cJSON_Duplicate(s, 1)) == NULL)
+            continue;
+        if (j->parent != NULL) {
+            shift(copy, "start", j->offset);
+            shift(copy, "end", j->offset);
+            cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(copy, "words")) {
+                shift(w, "start", j->offset);
+                shift(w, "end", j->offset);
+            }
         }
+        cJSON_AddItemToArray(j->segments, copy);
+        if (j->parent != NULL)
+            continue;         /* the parent streams it in its turn */
+        add_text(j, t);
+        if (j->req.stream)
+            emit_delta(j, t);
     }
     cJSON_Delete(o);
 }
 
-static void on_done(sotto__gateway *g, gw_job *j, const unsigned char *p, size_t len)
+/* Everything is in: the response's end. */
+static void job_finish(sotto__gateway *g, gw_job *j)
 {
-    cJSON *o = cJSON_ParseWithLength((const char *)p, len);
-    const cJSON *x;
-
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"))) {
-        int status = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "status"));
-        const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "message"));
-        if (status < 400 || status > 599)
-            status = 500;
-        job_fail(j, status, status == 500 ? NULL : "file",
-                 status == 415 ? "unsupported_audio" : status == 413 ? "file_too_large"
-                 : status == 400 ? "empty_file" : NULL,
-                 msg != NULL ? msg : "the transcription failed");
-        cJSON_Delete(o);
-        return;
-    }
-    j->duration = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "duration"));
-    if (!isfinite(j->duration))
-        j->duration = 0;
-    x = cJSON_GetObjectItemCaseSensitive(o, "language");
-    snprintf(j->language, sizeof j->language, "%s",
-             j->req.language[0] ? j->req.language
-             : cJSON_IsString(x) && x->valuestring[0] ? x->valuestring : "en");
-    cJSON_Delete(o);
     g->m.audio_seconds += j->duration;
     if (j->req.stream) {
         cJSON *e = cJSON_CreateObject(), *u;
@@ -568,11 +622,142 @@ static void on_done(sotto__gateway *g, gw_job *j, const unsigned char *p, size_t
     } else {
         render(j);
     }
-    sotto__log(SOTTO_LOG_INFO, j->id, "transcribed %.1f s in %.1f s", j->duration,
-               sotto__now() - j->started);
+    sotto__log(SOTTO_LOG_INFO, j->id, "transcribed %.1f s in %.1f s%s", j->duration,
+               sotto__now() - j->started, j->n_pieces > 1 ? " (split)" : "");
     j->status = 200;
     j->complete = 1;
     want_write(j);
+}
+
+/* The parent takes its done pieces' segments in order (streaming them),
+ * and finishes when its own piece and all the others are done. */
+static void parent_progress(sotto__gateway *g, gw_job *j)
+{
+    const cJSON *s;
+
+    if (j->error || j->complete || !j->own_done)
+        return;
+    if (j->next_emit < 1)
+        j->next_emit = 1;
+    while (j->next_emit < j->n_pieces) {
+        gw_job *p = j->pieces[j->next_emit];
+        if (p == NULL || !p->piece_done)
+            return;
+        cJSON_ArrayForEach(s, p->segments) {
+            const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "text"));
+            if (t == NULL)
+                continue;
+            cJSON_AddItemToArray(j->segments, cJSON_Duplicate(s, 1));
+            add_text(j, t);
+            if (j->req.stream)
+                emit_delta(j, t);
+        }
+        j->next_emit++;
+    }
+    job_finish(g, j);
+}
+
+static void on_done(sotto__gateway *g, gw_job *j, const unsigned char *p, size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength((const char *)p, len);
+    const cJSON *x;
+    gw_job *err_to = j->parent != NULL ? j->parent : j;
+
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"))) {
+        int status = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "status"));
+        const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "message"));
+        if (status < 400 || status > 599 || j->parent != NULL)
+            status = 500;     /* a piece the gateway made cannot be the client's fault */
+        job_fail(err_to, status, status == 500 ? NULL : "file",
+                 status == 415 ? "unsupported_audio" : status == 413 ? "file_too_large"
+                 : status == 400 ? "empty_file" : NULL,
+                 msg != NULL ? msg : "the transcription failed");
+        cJSON_Delete(o);
+        return;
+    }
+    if (j->parent != NULL) {
+        cJSON_Delete(o);
+        j->piece_done = 1;
+        free(j->file);        /* a rerun is no longer possible or needed */
+        j->file = NULL;
+        j->file_n = j->file_cap = 0;
+        parent_progress(g, j->parent);
+        return;
+    }
+    j->duration = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "duration"));
+    if (!isfinite(j->duration))
+        j->duration = 0;
+    x = cJSON_GetObjectItemCaseSensitive(o, "language");
+    snprintf(j->language, sizeof j->language, "%s",
+             j->req.language[0] ? j->req.language
+             : cJSON_IsString(x) && x->valuestring[0] ? x->valuestring : "en");
+    x = cJSON_GetObjectItemCaseSensitive(o, "pieces");
+    if (cJSON_IsNumber(x) && x->valuedouble > 1 && x->valuedouble <= GW_REST_MAX_PIECES &&
+        (int)x->valuedouble != j->n_pieces) {
+        /* It said it split, but the pieces did not all come. */
+        cJSON_Delete(o);
+        job_fail(j, 500, NULL, NULL, "the engine split the recording inconsistently");
+        return;
+    }
+    cJSON_Delete(o);
+    j->own_done = 1;
+    parent_progress(g, j);
+}
+
+/* JOB_PIECE: the parent's worker split the recording; piece k (its PCM
+ * follows in JOB_PIECE_DATA) becomes a job of its own. */
+static void on_piece(sotto__gateway *g, gw_job *j, uint32_t k, const unsigned char *p,
+                     size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength((const char *)p, len);
+    double of = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "of"));
+    double off = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "offset"));
+    double bytes = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "bytes"));
+    gw_job *c;
+
+    cJSON_Delete(o);
+    if (j->parent != NULL || !(of >= 2 && of <= GW_REST_MAX_PIECES) || k < 1 ||
+        k >= (uint32_t)of || !(off >= 0 && off <= SOTTO_MAX_AUDIO_SECONDS) ||
+        !(bytes >= 2 && bytes <= SOTTO__IPC_MAX_PIECE_BYTES) ||
+        (j->n_pieces != 0 && j->n_pieces != (int)of)) {
+        sotto__log(SOTTO_LOG_ERROR, j->id, "a worker sent a malformed piece; ignored");
+        return;
+    }
+    j->n_pieces = (int)of;
+    if (j->pieces[k] != NULL)
+        return;               /* a rerun's split: the piece exists */
+    if ((c = calloc(1, sizeof *c)) == NULL || (c->segments = cJSON_CreateArray()) == NULL) {
+        free(c);
+        job_fail(j, 500, NULL, NULL, "out of memory");
+        return;
+    }
+    c->id = ++g->next_id ? g->next_id : ++g->next_id;
+    c->parent = j;
+    c->index = (int)k;
+    c->offset = off;
+    c->expect = (size_t)bytes;
+    c->worker = -1;
+    c->req = j->req;
+    c->req.stream = 0;
+    c->started = sotto__now();
+    c->next = g->jobs;
+    g->jobs = c;
+    j->pieces[k] = c;
+}
+
+static void on_piece_data(sotto__gateway *g, gw_job *j, uint32_t k, const unsigned char *p,
+                          size_t len)
+{
+    gw_job *c = k >= 1 && k < GW_REST_MAX_PIECES ? j->pieces[k] : NULL;
+
+    if (c == NULL || c->piece_done || c->file_n + len > c->expect)
+        return;
+    if (sotto__gw_buf_add(&c->file, &c->file_n, &c->file_cap, p, len) != 0) {
+        job_fail(j, 500, NULL, NULL, "out of memory");
+        return;
+    }
+    if (c->file_n == c->expect)
+        sotto__gw_jobs_assign(g);
 }
 
 void sotto__gw_job_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr *h,
@@ -583,13 +768,22 @@ void sotto__gw_job_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr
     /* A job whose client left, or that moved: nothing to do. */
     if (j == NULL || j->worker != w->slot)
         return;
-    if (h->type == SOTTO__IPC_JOB_SEGMENTS) {
+    switch (h->type) {
+    case SOTTO__IPC_JOB_SEGMENTS:
         on_segments(j, p, h->len);
         return;
+    case SOTTO__IPC_JOB_PIECE:
+        on_piece(g, j, h->seq, p, h->len);
+        return;
+    case SOTTO__IPC_JOB_PIECE_DATA:
+        on_piece_data(g, j, h->seq, p, h->len);
+        return;
+    default:
+        break;
     }
     w->n_jobs--;
     j->worker = -1;
-    if (j->wsi == NULL) {
+    if (j->wsi == NULL && j->parent == NULL) {
         job_free(g, j);
         return;
     }
@@ -603,13 +797,14 @@ void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot)
         if (j->worker != slot)
             continue;
         j->worker = -1;
-        if (j->wsi == NULL) {
+        if (j->wsi == NULL && j->parent == NULL) {
             job_free(g, j);
             continue;
         }
         if (++j->crashes > SOTTO__GW_MAX_STREAM_CRASHES) {
-            job_fail(j, 500, NULL, "engine_crash", "the engine process died transcribing "
-                     "this file, each time it was tried");
+            job_fail(j->parent != NULL ? j->parent : j, 500, NULL, "engine_crash",
+                     "the engine process died transcribing this file, each time it "
+                     "was tried");
             continue;
         }
         sotto__log(SOTTO_LOG_WARN, j->id, "worker%d died during the job; running it again",

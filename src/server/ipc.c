@@ -67,6 +67,8 @@ const char *sotto__ipc_type_name(int type)
     case SOTTO__IPC_JOB_RUN: return "JOB_RUN";
     case SOTTO__IPC_JOB_SEGMENTS: return "JOB_SEGMENTS";
     case SOTTO__IPC_JOB_DONE: return "JOB_DONE";
+    case SOTTO__IPC_JOB_PIECE: return "JOB_PIECE";
+    case SOTTO__IPC_JOB_PIECE_DATA: return "JOB_PIECE_DATA";
     case SOTTO__IPC_READY: return "READY";
     case SOTTO__IPC_BEAT: return "BEAT";
     case SOTTO__IPC_EVENT: return "EVENT";

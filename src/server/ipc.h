@@ -30,7 +30,9 @@
  *   DROP    stream  forget the stream at once (its client is gone)
  *   JOB     job     an offline transcription (the OpenAI REST endpoint):
  *                   JSON {"language":"en"|null,"prompt":"...",
- *                   "temperature":0,"words":bool}; the file follows in
+ *                   "temperature":0,"words":bool,"pieces":n,"pcm":bool}
+ *                   (pieces: split a long recording this many ways; pcm:
+ *                   the data is a piece, s16le at 16 kHz); the file follows in
  *                   JOB_DATA messages (seq from 1), then JOB_RUN
  *   JOB_DATA job    up to SOTTO__IPC_MAX_PAYLOAD bytes of the file
  *   JOB_RUN  job    the file is complete: decode it and transcribe it;
@@ -64,7 +66,14 @@
  *                   "temperature","words":[...]}],"done":s}: the segments
  *                   of one finished 30-second window, and the seconds of
  *                   audio done (possibly no segments: progress)
- *   JOB_DONE job    JSON {"ok":true,"duration":s,"language":"en"} or
+ *   JOB_PIECE job   seq = k: the job was split and its piece k (of "of")
+ *                   is for another worker: JSON {"index":k,"of":n,
+ *                   "offset":s,"bytes":n}, its s16le 16 kHz samples
+ *                   following in JOB_PIECE_DATA messages (seq = k); the
+ *                   worker transcribes piece 0 itself
+ *   JOB_PIECE_DATA job  up to SOTTO__IPC_MAX_PAYLOAD bytes of piece seq
+ *   JOB_DONE job    JSON {"ok":true,"duration":s,"language":"en",
+ *                   "pieces":n} (duration: the whole recording's) or
  *                   {"ok":false,"status":415,"message":"..."}; the job is
  *                   gone from the worker
  *   CLOSED  stream  JSON {"reason":"finished"|"dropped"|"error",
@@ -80,6 +89,9 @@
 /* The largest payload of one message: an audio chunk is at most
  * SOTTO__SERVE_MAX_FRAME bytes (1 MiB), an event a few KiB. */
 #define SOTTO__IPC_MAX_PAYLOAD (1u << 20)
+/* Largest recording a worker splits across workers, in bytes of s16
+ * PCM (about 2.3 hours): the gateway holds the pieces until they run. */
+#define SOTTO__IPC_MAX_PIECE_BYTES ((size_t)256 << 20)
 /* Heartbeat period of a worker, in milliseconds. */
 #define SOTTO__IPC_BEAT_MS 500
 
@@ -98,7 +110,9 @@ enum sotto__ipc_type {
     SOTTO__IPC_ACK = 19,
     SOTTO__IPC_CLOSED = 20,
     SOTTO__IPC_JOB_SEGMENTS = 21,
-    SOTTO__IPC_JOB_DONE = 22
+    SOTTO__IPC_JOB_DONE = 22,
+    SOTTO__IPC_JOB_PIECE = 23,
+    SOTTO__IPC_JOB_PIECE_DATA = 24
 };
 
 typedef struct sotto__ipc_hdr {

@@ -486,8 +486,20 @@ typedef struct wjob {
     char *prompt;
     float temperature;        /* < 0: the default fallback ladder */
     int words;
+    int pcm;                  /* the data is s16le 16 kHz mono (a piece
+                               * of another job), not a file */
+    int pieces;               /* split a long recording into this many */
     int failed;               /* the file grew past max-upload */
 } wjob;
+
+/* A recording is split across workers only from this long: shorter ones
+ * gain little, and every cut is a place where a word may be misheard. */
+#define WORKER_SPLIT_MIN_S 60.0
+/* Most pieces of one recording. */
+#define WORKER_MAX_PIECES 16
+/* A cut goes at the quietest 100 ms within this many seconds of its
+ * even share. */
+#define WORKER_CUT_SEARCH_S 10.0
 
 typedef struct worker {
     const sotto__serve_config *c;
@@ -1234,9 +1246,86 @@ static int on_job(worker *w, uint32_t id, const unsigned char *p, size_t len)
         cJSON_IsNumber(x) && x->valuedouble > 0 && x->valuedouble <= 1)
         j->temperature = (float)x->valuedouble;
     j->words = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "words"));
+    j->pcm = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "pcm"));
+    j->pieces = 1;
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "pieces")) != NULL && cJSON_IsNumber(x) &&
+        x->valuedouble >= 1 && x->valuedouble <= WORKER_MAX_PIECES)
+        j->pieces = (int)x->valuedouble;
     cJSON_Delete(o);
     w->job = j;
     return 0;
+}
+
+/* The quietest 100 ms frame within the search range around target;
+ * returns the sample at its middle, in (lo, hi). */
+static size_t quiet_cut(const float *x, size_t lo, size_t hi, size_t target)
+{
+    const size_t frame = SOTTO_SAMPLE_RATE / 10, reach = (size_t)(WORKER_CUT_SEARCH_S *
+                                                                  SOTTO_SAMPLE_RATE);
+    size_t a = target > lo + reach ? target - reach : lo + frame;
+    size_t b = target + reach < hi ? target + reach : hi - frame;
+    size_t best = target;
+    double best_e = -1;
+
+    for (size_t at = a; at + frame <= b; at += frame / 2) {
+        double e = 0;
+        for (size_t i = 0; i < frame; i++)
+            e += (double)x[at + i] * x[at + i];
+        if (best_e < 0 || e < best_e) {
+            best_e = e;
+            best = at + frame / 2;
+        }
+    }
+    return best;
+}
+
+/*
+ * Splits a long recording: the pieces after the first go back to the
+ * gateway (JOB_PIECE, s16le at 16 kHz) for other workers, and the job
+ * goes on with the first.  Cuts are at quiet moments near even shares.
+ * Returns the samples of the first piece, or 0 on a send failure.
+ */
+static size_t job_split(worker *w, wjob *j, const float *pcm, size_t n)
+{
+    size_t cuts[WORKER_MAX_PIECES + 1];
+    int16_t *s16;
+    int k, np = j->pieces;
+
+    cuts[0] = 0;
+    cuts[np] = n;
+    for (k = 1; k < np; k++)
+        cuts[k] = quiet_cut(pcm, cuts[k - 1], n, n / (size_t)np * (size_t)k);
+    for (k = 1; k < np; k++) {
+        size_t len = cuts[k + 1] - cuts[k];
+        cJSON *o = cJSON_CreateObject();
+        if (o != NULL) {
+            cJSON_AddNumberToObject(o, "index", k);
+            cJSON_AddNumberToObject(o, "of", np);
+            cJSON_AddNumberToObject(o, "offset", (double)cuts[k] / SOTTO_SAMPLE_RATE);
+            cJSON_AddNumberToObject(o, "bytes", (double)len * 2);
+        }
+        if (send_json(w, SOTTO__IPC_JOB_PIECE, j->id, (uint32_t)k, o) != 0)
+            return 0;
+        if ((s16 = malloc(SOTTO__IPC_MAX_PAYLOAD)) == NULL)
+            return 0;
+        for (size_t at = 0; at < len;) {
+            size_t m = len - at < SOTTO__IPC_MAX_PAYLOAD / 2 ? len - at
+                                                            : SOTTO__IPC_MAX_PAYLOAD / 2;
+            for (size_t i = 0; i < m; i++) {
+                float v = pcm[cuts[k] + at + i] * 32768.0f;
+                s16[i] = (int16_t)(v > 32767.0f ? 32767 : v < -32768.0f ? -32768 : lrintf(v));
+            }
+            if (send_msg(w, SOTTO__IPC_JOB_PIECE_DATA, j->id, (uint32_t)k, s16, m * 2) != 0) {
+                free(s16);
+                return 0;
+            }
+            at += m;
+        }
+        free(s16);
+    }
+    sotto__log(SOTTO_LOG_INFO, j->id, "job split into %d pieces of about %.0f s", np,
+               (double)n / np / SOTTO_SAMPLE_RATE);
+    return cuts[1];
 }
 
 static int on_job_data(worker *w, uint32_t id, const unsigned char *p, size_t len)
@@ -1319,7 +1408,7 @@ static int on_job_run(worker *w, uint32_t id)
     sotto_transcribe_params tp = sotto_transcribe_default_params();
     sotto_result *res = NULL;
     float *pcm = NULL;
-    size_t n = 0;
+    size_t n = 0, total_n = 0;
     char err[WORKER_ERR];
     int rc, status;
     cJSON *o;
@@ -1332,10 +1421,32 @@ static int on_job_run(worker *w, uint32_t id)
         goto done;
     }
     infer_begin(w, id);
-    rc = sotto_audio_decode_memory(j->data, j->n, &pcm, &n, err, sizeof err);
+    if (j->pcm) {
+        /* A piece of a split job: s16le at 16 kHz, no decoding. */
+        n = j->n / 2;
+        rc = n == 0 ? SOTTO_EEMPTY : (pcm = malloc(n * sizeof *pcm)) == NULL ? SOTTO_ENOMEM : 0;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            int16_t v;
+            memcpy(&v, j->data + 2 * i, 2);
+            pcm[i] = v / 32768.0f;
+        }
+        snprintf(err, sizeof err, "%s", sotto_strerror(rc));
+    } else {
+        rc = sotto_audio_decode_memory(j->data, j->n, &pcm, &n, err, sizeof err);
+    }
     infer_end(w);
     free(j->data);
     j->data = NULL;
+    if (rc == 0 && j->pieces > 1 && n >= (size_t)(WORKER_SPLIT_MIN_S * SOTTO_SAMPLE_RATE) &&
+        n * 2 <= SOTTO__IPC_MAX_PIECE_BYTES) {
+        total_n = n;
+        if ((n = job_split(w, j, pcm, n)) == 0) {
+            rc = -1;
+            goto done;
+        }
+    } else {
+        j->pieces = 1;
+    }
     if (rc != 0) {
         status = rc == SOTTO_EEMPTY ? 400 : rc == SOTTO_ETOOLONG ? 413
                  : rc == SOTTO_ENOMEM ? 500 : 415;
@@ -1375,7 +1486,10 @@ static int on_job_run(worker *w, uint32_t id)
         sotto_model_info info;
         sotto_model_get_info(w->model, &info);
         cJSON_AddBoolToObject(o, "ok", 1);
-        cJSON_AddNumberToObject(o, "duration", ms_round(sotto_result_duration(res)));
+        cJSON_AddNumberToObject(o, "duration", ms_round(total_n > 0
+                                ? (double)total_n / SOTTO_SAMPLE_RATE
+                                : sotto_result_duration(res)));
+        cJSON_AddNumberToObject(o, "pieces", j->pieces);
         cJSON_AddStringToObject(o, "language", j->language[0] != 0 ? j->language
                                                : info.multilingual ? "" : "en");
     }

@@ -110,7 +110,7 @@ static void test_names_and_check(void)
 
     EXPECT_BAD(0, 0, 1, 0, "unknown");
     EXPECT_BAD(9, 0, 1, 0, "unknown");
-    EXPECT_BAD(23, 0, 1, 0, "unknown");
+    EXPECT_BAD(25, 0, 1, 0, "unknown");
     EXPECT_BAD(0xffff, 0, 1, 0, "unknown");
     EXPECT_BAD(SOTTO__IPC_AUDIO, 1, 1, 10, "flags");
     EXPECT_BAD(SOTTO__IPC_AUDIO, 0, 1, SOTTO__IPC_MAX_PAYLOAD + 1, "limit");
