@@ -1,9 +1,12 @@
 /*
  * gateway_net.c - the gateway's client protocols: the native WebSocket
  * protocol on /v1/stream, the whisper_streaming-compatible raw TCP
- * protocol, the HTTP operations endpoints /health, /ready and /metrics,
- * and the live captions page on / (web.c).  docs/protocol.md is the
- * user-facing description.
+ * protocol, the HTTP operations endpoints /health, /ready, /metrics and
+ * /v1/models, and the live captions page on / (web.c).  It also routes
+ * what belongs elsewhere: a WebSocket upgrade goes to the dialect its
+ * path or port names (gateway_dialect.c), a Wyoming connection to that
+ * dialect's framing, and /v1/audio/transcriptions to gateway_rest.c.
+ * docs/protocol.md is the user-facing description.
  *
  * libwebsockets parses HTTP and WebSocket framing (and validates UTF-8 in
  * text frames, and control-frame rules); this file reads only what the
