@@ -33,6 +33,8 @@ python3 tests/server/test_serve.py --sotto "$SOTTO" --model "$MODEL" --shared "$
 # The other servers' protocols (vosk, WhisperLive, OpenAI Realtime), each
 # driven by its own client where one installs (scripts/setup.sh --test).
 python3 tests/server/test_dialects.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
+# The API key and TLS.
+python3 tests/server/test_security.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # The client, `sotto stream`, against live servers.
 python3 tests/client/test_stream.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # The live captions page (/) in headless Chromium, with Debian's

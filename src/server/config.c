@@ -280,14 +280,33 @@ int sotto__serve_config_set(sotto__serve_config *c, const char *key,
         return parse_string(k, v, c->listen, sizeof c->listen, 0, err, errcap);
     if (strcmp(k, "http-port") == 0)
         return parse_int(k, v, 0, 65535, &c->http_port, err, errcap);
-    if (strcmp(k, "tcp-port") == 0)
+    if (strcmp(k, "tcp-port") == 0) {
+        c->tcp_port_set = 1;
         return parse_int(k, v, -1, 65535, &c->tcp_port, err, errcap);
+    }
     if (strcmp(k, "vosk-port") == 0)
         return parse_int(k, v, -1, 65535, &c->vosk_port, err, errcap);
     if (strcmp(k, "whisperlive-port") == 0)
         return parse_int(k, v, -1, 65535, &c->whisperlive_port, err, errcap);
-    if (strcmp(k, "wyoming-port") == 0)
+    if (strcmp(k, "wyoming-port") == 0) {
+        c->wyoming_port_set = 1;
         return parse_int(k, v, -1, 65535, &c->wyoming_port, err, errcap);
+    }
+
+    /* Security. */
+    if (strcmp(k, "api-key") == 0) {
+        /* The characters of an HTTP token68 (RFC 7235), so that the key
+         * fits an Authorization header and a WebSocket subprotocol. */
+        static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789-._~+/=";
+        if (strspn(v, ok) != strlen(v))
+            return fail(err, errcap, "%s: use letters, digits and -._~+/= only", k);
+        return parse_string(k, v, c->api_key, sizeof c->api_key, 1, err, errcap);
+    }
+    if (strcmp(k, "tls-cert") == 0)
+        return parse_string(k, v, c->tls_cert, sizeof c->tls_cert, 1, err, errcap);
+    if (strcmp(k, "tls-key") == 0)
+        return parse_string(k, v, c->tls_key, sizeof c->tls_key, 1, err, errcap);
     if (strcmp(k, "state-dir") == 0)
         return parse_string(k, v, c->state_dir, sizeof c->state_dir, 0,
                             err, errcap);

@@ -1230,6 +1230,19 @@ static struct lws *adopt(sotto__gateway *g, int fd, const char *proto)
     return lws_adopt_descriptor_vhost(g->vh_raw, LWS_ADOPT_RAW_FILE_DESC, u, proto, NULL);
 }
 
+/* With --tls-cert, the HTTP and WebSocket listeners speak TLS only
+ * (OpenSSL through libwebsockets); the raw TCP ones never do. */
+static void tls_info(const sotto__serve_config *c, struct lws_context_creation_info *info)
+{
+    if (c->tls_cert[0] == 0)
+        return;
+    /* libwebsockets turns TLS on for a vhost only with this option in
+     * the vhost's own creation info too, not just the context's. */
+    info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info->ssl_cert_filepath = c->tls_cert;
+    info->ssl_private_key_filepath = c->tls_key;
+}
+
 /* A listener whose WebSocket upgrades, on any path, speak one dialect
  * (dialect_of in gateway_net.c tells them by their vhost). */
 static int dialect_vhost(sotto__gateway *g, const char *name, int port,
@@ -1245,6 +1258,7 @@ static int dialect_vhost(sotto__gateway *g, const char *name, int port,
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.keepalive_timeout = 5;
     info.timeout_secs = 20;
+    tls_info(g->c, &info);
     if ((*vh = lws_create_vhost(g->ctx, &info)) == NULL) {
         sotto__log(SOTTO_LOG_ERROR, 0, "cannot listen on %s:%d for the %s protocol "
                    "(--%s-port, -1 turns it off)", g->c->listen, port, name, name);
@@ -1274,6 +1288,8 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
 
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (c->tls_cert[0] != 0)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.user = g;
     info.uid = -1;
     info.gid = -1;
@@ -1291,6 +1307,7 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.keepalive_timeout = 5;
     info.timeout_secs = 20;
+    tls_info(c, &info);
     if ((g->vh_http = lws_create_vhost(g->ctx, &info)) == NULL) {
         sotto__log(SOTTO_LOG_ERROR, 0, "cannot listen on http %s:%d", c->listen, c->http_port);
         rc = SOTTO__EXIT_FATAL;

@@ -32,6 +32,8 @@
 #include <sys/socket.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "sotto.h"
 #include "server/gateway.h"
@@ -52,6 +54,8 @@ typedef struct gw_pss {
     /* HTTP response waiting for HTTP_WRITEABLE. */
     char *body;               /* [LWS_PRE + body_len] */
     size_t body_len;
+    int close_after;          /* end the connection after the body (a
+                               * refusal whose request body is unread) */
 } gw_pss;
 
 /* The Content-Security-Policy of the captions page.  The page is one file
@@ -670,6 +674,90 @@ static int http_request(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const c
     return 0;
 }
 
+/* ---- the API key -------------------------------------------------------- */
+
+/* Whether cand is the API key.  Both are hashed first, so the comparison
+ * takes the same time whatever their lengths and contents. */
+static int key_matches(const sotto__gateway *g, const char *cand, size_t n)
+{
+    unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
+    unsigned int la = 0, lb = 0;
+
+    if (!EVP_Digest(cand, n, a, &la, EVP_sha256(), NULL) ||
+        !EVP_Digest(g->c->api_key, strlen(g->c->api_key), b, &lb, EVP_sha256(), NULL))
+        return 0;
+    return la == lb && CRYPTO_memcmp(a, b, la) == 0;
+}
+
+/* Whether the request may go on: no key is set, or it carries the key as
+ * "Authorization: Bearer KEY", or (a WebSocket upgrade) as a subprotocol
+ * "bearer.KEY" beside a protocol the server speaks ("sotto"). */
+static int authorized(const sotto__gateway *g, struct lws *wsi, int ws)
+{
+    char h[SOTTO__SERVE_MAX_KEY + 256];
+    int n;
+
+    if (g->c->api_key[0] == 0)
+        return 1;
+    n = lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && strncasecmp(h, "Bearer ", 7) == 0) {
+        const char *k = h + 7 + strspn(h + 7, " ");
+        size_t kl = strcspn(k, " ");
+        if (key_matches(g, k, kl))
+            return 1;
+    }
+    if (ws && lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_PROTOCOL) > 0) {
+        for (char *t = h; *t != 0;) {
+            size_t tl;
+            t += strspn(t, " ,");
+            tl = strcspn(t, " ,");
+            if (tl > 7 && strncmp(t, "bearer.", 7) == 0 && key_matches(g, t + 7, tl - 7))
+                return 1;
+            t += tl;
+        }
+    }
+    return 0;
+}
+
+/* The 401 answer, as JSON (OpenAI's error shape, which the other clients
+ * read as a plain error).  In the HTTP callback: headers now, body when
+ * writeable.  In CONFIRM_UPGRADE: all of it now. */
+static int unauthorized(struct lws *wsi, gw_pss *pss, int now)
+{
+    static const char body[] =
+        "{\"error\":{\"message\":\"missing or wrong API key (Authorization: Bearer)\","
+        "\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n";
+    unsigned char hdr[LWS_PRE + 512 + sizeof body], *start = hdr + LWS_PRE, *p = start,
+                  *end = hdr + sizeof hdr - 1;
+    size_t n = sizeof body - 1;
+
+    sotto__log(SOTTO_LOG_WARN, 0, "request without a valid API key refused (401)");
+    if (lws_add_http_common_headers(wsi, 401, "application/json", (lws_filepos_t)n, &p,
+                                    end) ||
+        http_header(wsi, "www-authenticate:", "Bearer", &p, end) ||
+        http_header(wsi, "connection:", "close", &p, end))
+        return -1;
+    /* Before a WebSocket upgrade libwebsockets has not recorded the
+     * request's HTTP version yet and writes "HTTP/1.0"; the upgrade was
+     * HTTP/1.1 (RFC 6455 requires it), and strict clients refuse a 1.0
+     * answer to it. */
+    if (now && p - start > 8 && memcmp(start, "HTTP/1.0", 8) == 0)
+        start[7] = '1';
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    if (now) {
+        memcpy(start, body, n);
+        return lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL) < (int)n ? -1 : 1;
+    }
+    if ((pss->body = malloc(LWS_PRE + n)) == NULL)
+        return -1;
+    memcpy(pss->body + LWS_PRE, body, n);
+    pss->body_len = n;
+    pss->close_after = 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
 /* ---- the "sotto" protocol callback (HTTP and WebSocket) ----------------- */
 
 /* The protocol of a WebSocket upgrade: by its port, else by its path;
@@ -745,6 +833,12 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        /* /health answers anyone (a load balancer has no key), and so does
+         * the page, which is static and holds nothing; its WebSocket does
+         * need the key. */
+        if (!authorized(g, wsi, 0) && strcmp(in, "/health") != 0 && strcmp(in, "/") != 0 &&
+            strcmp(in, "/index.html") != 0)
+            return unauthorized(wsi, pss, 0);
         if (sotto__gw_rest_request(wsi, g, &pss->job, (const char *)in,
                                    lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0))
             return 0;
@@ -770,7 +864,11 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         free(pss->body);
         pss->body = NULL;
+        if (pss->close_after)
+            return -1;
         return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return authorized(g, wsi, 1) ? 0 : unauthorized(wsi, pss, 1);
     case LWS_CALLBACK_CLOSED_HTTP:
         if (pss != NULL) {
             free(pss->body);

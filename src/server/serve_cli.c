@@ -87,6 +87,14 @@ static const serve_opt serve_opts[] = {
     { NULL, "state-dir", "DIR", "where crash records are written", K_STR,
       F(state_dir), NULL },
 
+    { "security", "api-key", "KEY",
+      "require \"Authorization: Bearer KEY\" (also $SOTTO_API_KEY); turns the raw "
+      "TCP ports off unless they are given", K_STR, F(api_key), "none" },
+    { NULL, "tls-cert", "FILE", "PEM certificate: serve HTTPS and WSS", K_STR,
+      F(tls_cert), "none" },
+    { NULL, "tls-key", "FILE", "PEM private key of --tls-cert", K_STR, F(tls_key),
+      "none" },
+
     { "limits", "max-streams", "N", "concurrent streams", K_INT,
       F(max_streams), NULL },
     { NULL, "max-frame", "BYTES", "largest WebSocket message or TCP read",
@@ -322,9 +330,37 @@ static int resolve_vad(sotto__serve_config *c)
     return 0;   /* no VAD: streams run without it */
 }
 
-/* Checks between options, which one key alone cannot. */
-static int check_config(const sotto__serve_config *c)
+/* Checks between options, which one key alone cannot, and settles the
+ * ones that depend on others. */
+static int check_config(sotto__serve_config *c)
 {
+    const char *env = getenv("SOTTO_API_KEY");
+    char err[256];
+
+    if (c->api_key[0] == 0 && env != NULL && env[0] != 0 &&
+        sotto__serve_config_set(c, "api-key", env, err, sizeof err) != 0) {
+        fprintf(stderr, "sotto: SOTTO_API_KEY: %s\n", err);
+        return -1;
+    }
+    if (c->api_key[0] != 0) {
+        /* whisper_streaming's and Wyoming's protocols have no way to
+         * carry a key: with one, their ports open only when asked for. */
+        if (!c->tcp_port_set)
+            c->tcp_port = -1;
+        if (!c->wyoming_port_set)
+            c->wyoming_port = -1;
+    }
+    if ((c->tls_cert[0] != 0) != (c->tls_key[0] != 0)) {
+        fprintf(stderr, "sotto: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *f = i == 0 ? c->tls_cert : c->tls_key;
+        if (f[0] != 0 && access(f, R_OK) != 0) {
+            fprintf(stderr, "sotto: %s: %s\n", f, strerror(errno));
+            return -1;
+        }
+    }
     if (c->restart_backoff_min > c->restart_backoff_max) {
         fprintf(stderr, "sotto: restart-backoff-min (%g) is above "
                 "restart-backoff-max (%g)\n", c->restart_backoff_min,

@@ -42,6 +42,8 @@
 #define SOTTO__SERVE_MAX_CONTROL 4096
 /* Longest path or address in the configuration. */
 #define SOTTO__SERVE_MAX_PATH 1024
+/* Longest API key (--api-key). */
+#define SOTTO__SERVE_MAX_KEY 255
 
 /* Exit status of a child that must not be respawned: its configuration
  * is wrong (a model that does not load, a port that cannot be bound), so
@@ -67,6 +69,14 @@ typedef struct sotto__serve_config {
     int wyoming_port;        /* Wyoming (Home Assistant), raw TCP; 10300;
                               * -1 off */
     char state_dir[SOTTO__SERVE_MAX_PATH]; /* crash files, port file */
+    int tcp_port_set, wyoming_port_set;    /* given in the file or a flag */
+
+    /* Security. */
+    char api_key[SOTTO__SERVE_MAX_KEY + 1]; /* "" = none; else every
+                                             * endpoint but /health and
+                                             * the page needs it */
+    char tls_cert[SOTTO__SERVE_MAX_PATH];  /* PEM files; both or neither */
+    char tls_key[SOTTO__SERVE_MAX_PATH];
 
     /* Admission and per-connection limits. */
     int max_streams;              /* concurrent streams; 8 */

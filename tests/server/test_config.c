@@ -110,6 +110,15 @@ static void test_set(void)
     CHECK_INT_EQ(sotto__serve_config_set(&c, "whisperlive-port", "0", err, sizeof err), 0);
     CHECK_INT_EQ(c.whisperlive_port, 0);
     CHECK_INT_EQ(sotto__serve_config_set(&c, "whisperlive-port", "65536", err, sizeof err), -1);
+    CHECK_INT_EQ(c.tcp_port_set, 1);
+    CHECK_INT_EQ(c.wyoming_port_set, 0);
+    CHECK_INT_EQ(sotto__serve_config_set(&c, "api-key", "abc-DEF_0.9~+/=", err, sizeof err), 0);
+    CHECK_STR_EQ(c.api_key, "abc-DEF_0.9~+/=");
+    CHECK_INT_EQ(sotto__serve_config_set(&c, "api-key", "has space", err, sizeof err), -1);
+    CHECK_INT_EQ(sotto__serve_config_set(&c, "api-key", "semi;colon", err, sizeof err), -1);
+    CHECK_STR_EQ(c.api_key, "abc-DEF_0.9~+/=");
+    CHECK_INT_EQ(sotto__serve_config_set(&c, "tls-cert", "/etc/cert.pem", err, sizeof err), 0);
+    CHECK_STR_EQ(c.tls_cert, "/etc/cert.pem");
     CHECK_INT_EQ(sotto__serve_config_set(&c, "http-port", "0", err, sizeof err), 0);
     CHECK_INT_EQ(c.http_port, 0);
     CHECK_INT_EQ(sotto__serve_config_set(&c, "max-frame", "64K", err, sizeof err), 0);

@@ -261,7 +261,8 @@ class Server:
     """One `sotto serve` run: the subprocess, its stderr, its ports."""
 
     def __init__(self, extra=(), model=None, http_port=0, tcp_port=0,
-                 workers=2, env=None, wait_ready=True, name="server"):
+                 workers=2, env=None, wait_ready=True, name="server", raw_ports=True,
+                 ready_headers=None, ssl_context=None):
         self.state_dir = tempfile.mkdtemp(prefix="sotto-serve-test-")
         self.cmd = [ARGS.sotto, "serve", "--model", model or ARGS.model]
         if not os.path.exists(installed_vad()):
@@ -270,11 +271,17 @@ class Server:
                 "silero_vad_16k.safetensors")]
         # The dialects' own ports are ephemeral too, so that servers run
         # side by side (a test may pass its own in extra).
-        self.cmd += ["--vosk-port", "0", "--whisperlive-port", "0", "--wyoming-port", "0"]
-        self.cmd += ["--http-port", str(http_port), "--tcp-port", str(tcp_port),
+        # raw_ports False leaves the raw TCP ports (whisper_streaming,
+        # Wyoming) to the server's own defaults (off with an API key).
+        self.cmd += ["--vosk-port", "0", "--whisperlive-port", "0"]
+        if raw_ports:
+            self.cmd += ["--wyoming-port", "0", "--tcp-port", str(tcp_port)]
+        self.cmd += ["--http-port", str(http_port),
                      "--workers", str(workers), "--state-dir", self.state_dir,
                      "--max-ahead", "10000"] + list(extra)
         self.name = name
+        self.ready_headers = ready_headers or {}
+        self.ssl_context = ssl_context
         self.lines = []
         self.lock = threading.Lock()
         self.listening = threading.Event()
@@ -333,7 +340,8 @@ class Server:
         while time.monotonic() < deadline:
             if self.p.poll() is not None:
                 return False
-            st, _, _ = http_get(self.http, "/ready")
+            st, _, _ = http_get(self.http, "/ready", headers=self.ready_headers,
+                                ssl_context=self.ssl_context)
             if st == 200:
                 return True
             time.sleep(0.2)
@@ -380,7 +388,8 @@ class Server:
         return {pid: cpu for pid, cpu in self.children().items() if pid != gw}
 
     def metrics(self):
-        st, _, body = http_get(self.http, "/metrics")
+        st, _, body = http_get(self.http, "/metrics", headers=self.ready_headers,
+                               ssl_context=self.ssl_context)
         return parse_metrics(body) if st == 200 else {}
 
     def kill_all(self):
@@ -437,11 +446,14 @@ class Server:
 
 # ---- HTTP -----------------------------------------------------------------
 
-def http_get(port, path, timeout=5.0):
-    """(status, headers dict, body text); status None when unreachable."""
+def http_get(port, path, timeout=5.0, headers=None, ssl_context=None):
+    """(status, headers dict, body text); status None when unreachable.
+    With ssl_context, over HTTPS."""
+    scheme = "https" if ssl_context is not None else "http"
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}",
+                                 headers=headers or {})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
-                                    timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=ssl_context) as r:
             return r.status, dict(r.headers), r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode("utf-8", "replace")

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `sotto serve`'s API key and TLS.
+
+Usage:
+    test_security.py --sotto build/sotto --model DIR --shared ../shared
+                     [--quick] [--only a,b] [--verbose] [--server-log]
+
+The server is started, watched and stopped by test_serve.py's Server class
+(real processes on ephemeral loopback ports, the real model).
+
+Tests:
+  a  --api-key: /health answers without the key, /ready, /metrics and
+     /v1/models answer 401 (with WWW-Authenticate) without it or with a
+     wrong one and 200 with "Authorization: Bearer KEY"; a WebSocket
+     upgrade without the key gets 401, with the header or with the
+     subprotocols "sotto, bearer.KEY" it streams the JFK sentence; the
+     openai package with the key transcribes, with a wrong one gets its
+     AuthenticationError; the vosk port needs the key too; the raw TCP
+     ports (whisper_streaming, Wyoming) are off unless asked for; the key
+     comes from SOTTO_API_KEY as well; the key never appears in the log
+  b  --tls-cert/--tls-key with a self-signed certificate made by openssl:
+     https:// /ready and the openai package over HTTPS, wss:// /v1/stream
+     streams the sentence, the vosk port speaks wss:// too, and plain
+     http:// to the port fails
+
+Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
+Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import test_serve as ts  # noqa: E402
+from test_serve import check  # noqa: E402
+
+IMPORT_ERROR = ts.IMPORT_ERROR
+try:
+    import numpy as np  # noqa: F401
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+except ImportError as e:  # pragma: no cover
+    IMPORT_ERROR = IMPORT_ERROR or f"{e} (pip install websockets numpy)"
+
+KEY = "s3cret-Key_0123456789"
+JFK_REF = ("And so my fellow Americans, ask not what your country can do for "
+           "you, ask what you can do for your country.")
+
+
+def jfk_pcm():
+    return ts.audio(ts.JFK)[0]
+
+
+def stream_jfk(url, ssl_context=None, **kw):
+    """Streams jfk.wav over the native protocol; the finals' text."""
+    pcm, text = jfk_pcm(), []
+    with ws_connect(url, ssl=ssl_context, open_timeout=10, **kw) as ws:
+        json.loads(ws.recv(10))
+        for at in range(0, len(pcm), 32000):
+            ws.send(pcm[at:at + 32000])
+        ws.send(json.dumps({"type": "finish"}))
+        try:
+            while True:
+                ev = json.loads(ws.recv(60))
+                if ev.get("type") == "final":
+                    text.append(ev["text"])
+        except ConnectionClosed:
+            pass
+    return "".join(text)
+
+
+def upgrade_status(url, **kw):
+    try:
+        with ws_connect(url, open_timeout=10, **kw):
+            return 101
+    except InvalidStatus as e:
+        return e.response.status_code
+
+
+def test_a_api_key():
+    srv = ts.Server(name="key", workers=1, raw_ports=False, extra=["--api-key", KEY],
+                    ready_headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        st, _, _ = ts.http_get(srv.http, "/health")
+        check("a key: /health answers without the key", st == 200, f"{st}")
+        for path in ("/ready", "/metrics", "/v1/models"):
+            st, hdr, body = ts.http_get(srv.http, path)
+            check(f"a key: {path} without the key is 401 with WWW-Authenticate",
+                  st == 401 and hdr.get("WWW-Authenticate", hdr.get("www-authenticate")) ==
+                  "Bearer" and "invalid_api_key" in body, f"{st} {hdr} {body[:100]}")
+            st, _, _ = ts.http_get(srv.http, path, headers={"Authorization": "Bearer nope"})
+            check(f"a key: {path} with a wrong key is 401", st == 401, f"{st}")
+            st, _, _ = ts.http_get(srv.http, path,
+                                   headers={"Authorization": f"Bearer {KEY}"})
+            check(f"a key: {path} with the key is 200", st == 200, f"{st}")
+        url = f"ws://127.0.0.1:{srv.http}/v1/stream"
+        check("a key: a WebSocket without the key is refused with 401",
+              upgrade_status(url) == 401)
+        check("a key: a WebSocket with a wrong subprotocol key is refused",
+              upgrade_status(url, subprotocols=["sotto", "bearer.nope"]) == 401)
+        text = stream_jfk(url, additional_headers={"Authorization": f"Bearer {KEY}"})
+        check(f"a key: with the header it streams (WER {ts.wer(JFK_REF, text):.3f})",
+              ts.wer(JFK_REF, text) <= 0.10, text)
+        text = stream_jfk(url, subprotocols=["sotto", f"bearer.{KEY}"])
+        check("a key: with the subprotocol token it streams",
+              ts.wer(JFK_REF, text) <= 0.10, text)
+        check("a key: the vosk port needs the key too",
+              upgrade_status(f"ws://127.0.0.1:{srv.vosk}") == 401 and
+              upgrade_status(f"ws://127.0.0.1:{srv.vosk}",
+                             additional_headers={"Authorization": f"Bearer {KEY}"}) == 101)
+        try:
+            import openai
+            with open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb") as f:
+                data = f.read()
+            c = openai.OpenAI(api_key=KEY, base_url=f"http://127.0.0.1:{srv.http}/v1",
+                              max_retries=0)
+            r = c.audio.transcriptions.create(model="x", file=("jfk.wav", data))
+            check("a key: the openai package with the key transcribes",
+                  ts.wer(JFK_REF, r.text) <= 0.10, r.text)
+            c = openai.OpenAI(api_key="wrong", base_url=f"http://127.0.0.1:{srv.http}/v1",
+                              max_retries=0)
+            try:
+                c.audio.transcriptions.create(model="x", file=("jfk.wav", data))
+                got = None
+            except openai.AuthenticationError as e:
+                got = e.status_code
+            check("a key: with a wrong key the openai package gets AuthenticationError",
+                  got == 401, f"{got}")
+        except ImportError as e:
+            check("a key: the openai package is installed", False, str(e))
+        check("a key: the raw TCP ports are off unless asked for",
+              srv.tcp == -1 and srv.wyoming == -1, f"tcp {srv.tcp} wyoming {srv.wyoming}")
+        check("a key: the key is not in the log",
+              not any(KEY in ln for ln in srv.log()))
+    finally:
+        srv.stop()
+    # From the environment, with the raw TCP port asked for.
+    srv = ts.Server(name="key-env", workers=1, raw_ports=True, env={"SOTTO_API_KEY": KEY},
+                    ready_headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        st, _, _ = ts.http_get(srv.http, "/ready")
+        check("a key: SOTTO_API_KEY sets the key", st == 401, f"{st}")
+        check("a key: a raw TCP port given explicitly stays open", srv.tcp > 0, f"{srv.tcp}")
+    finally:
+        srv.stop()
+
+
+def test_b_tls():
+    tmp = tempfile.mkdtemp(prefix="sotto-tls-")
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       capture_output=True, timeout=60)
+    if not check("b tls: openssl makes a self-signed certificate", p.returncode == 0,
+                 p.stderr.decode()[-300:]):
+        return
+    ctx = ssl.create_default_context(cafile=cert)
+    srv = ts.Server(name="tls", workers=1, extra=["--tls-cert", cert, "--tls-key", key],
+                    ssl_context=ctx)
+    try:
+        st, _, body = ts.http_get(srv.http, "/ready", ssl_context=ctx)
+        check("b tls: https:// /ready answers 200", st == 200, f"{st} {body[:100]}")
+        st, _, _ = ts.http_get(srv.http, "/ready")
+        check("b tls: plain http:// to the port fails", st != 200, f"{st}")
+        text = stream_jfk(f"wss://127.0.0.1:{srv.http}/v1/stream", ssl_context=ctx)
+        check(f"b tls: wss:// streams the sentence (WER {ts.wer(JFK_REF, text):.3f})",
+              ts.wer(JFK_REF, text) <= 0.10, text)
+        try:
+            with ws_connect(f"wss://127.0.0.1:{srv.vosk}", ssl=ctx, open_timeout=10) as ws:
+                ws.send(jfk_pcm()[:6400])
+                r = json.loads(ws.recv(30))
+            check("b tls: the vosk port speaks wss:// too", "partial" in r or "text" in r,
+                  str(r))
+        except (OSError, ConnectionClosed) as e:
+            check("b tls: the vosk port speaks wss:// too", False, str(e))
+        try:
+            import httpx  # the openai package's transport, where it has it
+            import openai
+            with open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb") as f:
+                data = f.read()
+            c = openai.OpenAI(api_key="x", base_url=f"https://127.0.0.1:{srv.http}/v1",
+                              max_retries=0, http_client=httpx.Client(verify=ctx))
+            r = c.audio.transcriptions.create(model="x", file=("jfk.wav", data))
+            check("b tls: the openai package over https://", ts.wer(JFK_REF, r.text) <= 0.10,
+                  r.text)
+        except ImportError:
+            pass            # the plain checks above cover HTTPS
+    finally:
+        srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+TESTS = [
+    ("a", test_a_api_key),
+    ("b", test_b_tls),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sotto", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--shared", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--server-log", action="store_true")
+    ts.ARGS = ap.parse_args()
+    if IMPORT_ERROR:
+        print(f"test_security: {IMPORT_ERROR}", file=sys.stderr)
+        return 2
+    path = os.path.join(ts.ARGS.shared, "audio", ts.JFK)
+    ts.AUDIO[ts.JFK] = (ts.load_wav(path), JFK_REF)
+    ts.set_subreaper()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    return ts.run_tests(TESTS, ts.ARGS.only, "test_security")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
