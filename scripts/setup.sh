@@ -35,7 +35,7 @@ PKGS="build-essential pkg-config python3 python3-pip
       libwebsockets-dev libinih-dev libopus-dev libopusfile-dev
       libasound2-dev"
 TEST_PKGS="clang libclang-rt-dev chromium chromium-driver python3-selenium
-           portaudio19-dev"
+           portaudio19-dev openssl"
 
 missing=
 for p in $PKGS $( [ $want_test -eq 1 ] && echo $TEST_PKGS ); do
