@@ -303,6 +303,8 @@ int sotto__serve_config_set(sotto__serve_config *c, const char *key,
             return fail(err, errcap, "%s: use letters, digits and -._~+/= only", k);
         return parse_string(k, v, c->api_key, sizeof c->api_key, 1, err, errcap);
     }
+    if (strcmp(k, "user") == 0)
+        return parse_string(k, v, c->user, sizeof c->user, 1, err, errcap);
     if (strcmp(k, "tls-cert") == 0)
         return parse_string(k, v, c->tls_cert, sizeof c->tls_cert, 1, err, errcap);
     if (strcmp(k, "tls-key") == 0)

@@ -1338,6 +1338,12 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
         rc = SOTTO__EXIT_FATAL;
         goto fail;
     }
+    /* Every port is bound (and the TLS key read): root is no longer
+     * needed. */
+    if (sotto__drop_privileges(c) != 0) {
+        rc = SOTTO__EXIT_FATAL;
+        goto fail;
+    }
     fcntl(ctl, F_SETFL, fcntl(ctl, F_GETFL) | O_NONBLOCK);
     if (adopt(g, ctl, "sotto-ctl") == NULL || adopt(g, life, "sotto-ctl") == NULL)
         goto fail;

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +95,8 @@ static const serve_opt serve_opts[] = {
       F(tls_cert), "none" },
     { NULL, "tls-key", "FILE", "PEM private key of --tls-cert", K_STR, F(tls_key),
       "none" },
+    { NULL, "user", "NAME", "started as root: the gateway and workers run as NAME",
+      K_STR, F(user), "none" },
 
     { "limits", "max-streams", "N", "concurrent streams", K_INT,
       F(max_streams), NULL },
@@ -349,6 +352,19 @@ static int check_config(sotto__serve_config *c)
             c->tcp_port = -1;
         if (!c->wyoming_port_set)
             c->wyoming_port = -1;
+    }
+    if (c->user[0] != 0) {
+        struct passwd *pw = getpwnam(c->user);
+        if (pw == NULL) {
+            fprintf(stderr, "sotto: --user %s: no such user\n", c->user);
+            return -1;
+        }
+        if (geteuid() != 0 && pw->pw_uid != geteuid()) {
+            fprintf(stderr, "sotto: --user %s needs sotto serve to start as root\n", c->user);
+            return -1;
+        }
+        c->user_uid = (int)pw->pw_uid;
+        c->user_gid = (int)pw->pw_gid;
     }
     if ((c->tls_cert[0] != 0) != (c->tls_key[0] != 0)) {
         fprintf(stderr, "sotto: --tls-cert and --tls-key go together\n");

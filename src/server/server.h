@@ -77,6 +77,8 @@ typedef struct sotto__serve_config {
                                              * the page needs it */
     char tls_cert[SOTTO__SERVE_MAX_PATH];  /* PEM files; both or neither */
     char tls_key[SOTTO__SERVE_MAX_PATH];
+    char user[64];                         /* --user: "" = stay who we are */
+    int user_uid, user_gid;                /* resolved from user at start */
 
     /* Admission and per-connection limits. */
     int max_streams;              /* concurrent streams; 8 */
@@ -190,6 +192,15 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
 void sotto__log_init(const char *role, int level);
 void sotto__log(int level, uint32_t stream, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- privileges (privs.c) ------------------------------------------------ */
+
+/* Started as root with --user: becomes that user for good (groups, gid,
+ * uid).  0, or -1 (logged).  Does nothing otherwise. */
+int sotto__drop_privileges(const sotto__serve_config *c);
+/* Gives the calling worker a network namespace of its own, with no
+ * interface up; logs and goes on where that is not allowed. */
+void sotto__isolate_network(void);
 
 /* ---- crash records ----------------------------------------------------- */
 

@@ -954,6 +954,11 @@ int sotto__supervisor_run(const sotto__serve_config *c)
 
     /* The state directory (made by the crash-record setup). */
     sotto__crash_install(s->cfg.state_dir, "supervisor");
+    /* The children write their crash records there after --user. */
+    if (s->cfg.user[0] != 0 && geteuid() == 0 &&
+        chown(s->cfg.state_dir, (uid_t)s->cfg.user_uid, (gid_t)s->cfg.user_gid) != 0)
+        sotto__log(SOTTO_LOG_WARN, 0, "cannot give %s to %s: %s", s->cfg.state_dir,
+                   s->cfg.user, strerror(errno));
     if (access(s->cfg.state_dir, W_OK | X_OK) != 0) {
         sotto__log(SOTTO_LOG_ERROR, 0, "state directory %s: %s",
                    s->cfg.state_dir, strerror(errno));

@@ -1622,6 +1622,8 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
     fault_init(w, slot);
 #endif
 
+    /* Off the network before touching any outside data. */
+    sotto__isolate_network();
     mp = sotto_model_default_params();
     mp.n_threads = c->threads;
     mp.log = log_forward;
@@ -1641,6 +1643,11 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
                    info.has_vad ? "with VAD" : "without VAD");
     }
 
+    /* The model is mapped: root is no longer needed. */
+    if (sotto__drop_privileges(c) != 0) {
+        rc = SOTTO__EXIT_FATAL;
+        goto fail;
+    }
     /* READY goes out before the heartbeat starts, so it is the first
      * message the gateway sees. */
     if (send_ready(w) != 0) {

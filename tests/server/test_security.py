@@ -22,6 +22,9 @@ Tests:
      https:// /ready and the openai package over HTTPS, wss:// /v1/stream
      streams the sentence, the vosk port speaks wss:// too, and plain
      http:// to the port fails
+  c  --user nobody, when the tests run as root: the supervisor stays root,
+     the gateway and the workers run as nobody, each worker in a network
+     namespace of its own, and streaming works as before
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -198,9 +201,50 @@ def test_b_tls():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def proc_uid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return [int(x) for x in line.split()[1:]]
+    return None
+
+
+def test_c_user():
+    import pwd
+    if os.geteuid() != 0:
+        ts.note("c user: not root, so nothing to drop; skipped")
+        return
+    nobody = pwd.getpwnam("nobody").pw_uid
+    srv = ts.Server(name="user", workers=2, extra=["--user", "nobody"])
+    try:
+        gw = srv.gateway_pid()
+        workers = list(srv.worker_pids())
+        check("c user: the supervisor stays root",
+              proc_uid(srv.pid) is not None and proc_uid(srv.pid)[0] == 0)
+        check("c user: the gateway runs as nobody (real, effective, saved)",
+              gw is not None and proc_uid(gw) == [nobody] * 4, f"{gw} {proc_uid(gw)}")
+        check("c user: the workers run as nobody",
+              len(workers) == 2 and all(proc_uid(p) == [nobody] * 4 for p in workers),
+              str([proc_uid(p) for p in workers]))
+        own = os.readlink(f"/proc/{srv.pid}/ns/net")
+        if any("no network namespace of its own" in ln for ln in srv.log()):
+            # A container without CAP_SYS_ADMIN: the worker said so.
+            ts.note("c user: this machine allows no network namespaces; the workers "
+                    "logged it and kept the host's network")
+        else:
+            check("c user: each worker has a network namespace of its own",
+                  all(os.readlink(f"/proc/{p}/ns/net") != own for p in workers) and
+                  os.readlink(f"/proc/{gw}/ns/net") == own)
+        text = stream_jfk(f"ws://127.0.0.1:{srv.http}/v1/stream")
+        check("c user: it streams as before", ts.wer(JFK_REF, text) <= 0.10, text)
+    finally:
+        srv.stop()
+
+
 TESTS = [
     ("a", test_a_api_key),
     ("b", test_b_tls),
+    ("c", test_c_user),
 ]
 
 
