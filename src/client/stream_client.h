@@ -145,6 +145,10 @@ void sotto_cli_source_stop(sotto_cli_source *s);
  * ------------------------------------------------------------------------ */
 typedef struct sotto_cli_stream_opts {
     const char *url;       /* ws://, wss:// or tcp:// */
+    const char *api_key;   /* sent as "Authorization: Bearer" (WebSocket) */
+    const char *cacert;    /* PEM file of the CA (or self-signed
+                            * certificate) that wss:// must chain to;
+                            * NULL for the system's */
     int opus;              /* send Opus packets (WebSocket only) */
     int bitrate;           /* Opus bits per second */
     int realtime;          /* pace a file at the speed of speech */

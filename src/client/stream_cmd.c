@@ -202,6 +202,8 @@ static void usage(FILE *f)
         "      --json                print every event as one JSON object per line\n"
         "      --timestamps          prefix each final with its start and end\n"
         "      --reconnect           after a dropped connection, reconnect with backoff\n"
+        "      --api-key KEY         the server's API key (default $SOTTO_API_KEY)\n"
+        "      --cacert FILE         wss://: trust this PEM certificate (a self-signed one)\n"
         "                            and resend the audio from the first unconfirmed word\n"
         "      --attempts N          connection attempts in a row (default 10)\n"
         "      --timeout S           give up on a server that neither reads nor writes\n"
@@ -234,7 +236,7 @@ int sotto_cli_stream_main(int argc, char **argv)
 {
     enum { OPT_BITRATE = 256, OPT_REALTIME, OPT_FAST, OPT_RATE, OPT_DEVICE,
            OPT_NO_PARTIALS, OPT_NO_VAD, OPT_JSON, OPT_TS, OPT_RECONNECT,
-           OPT_ATTEMPTS, OPT_TIMEOUT };
+           OPT_ATTEMPTS, OPT_TIMEOUT, OPT_KEY, OPT_CACERT };
     static const struct option opts[] = {
         { "url", required_argument, NULL, 'u' },
         { "format", required_argument, NULL, 'F' },
@@ -251,6 +253,8 @@ int sotto_cli_stream_main(int argc, char **argv)
         { "reconnect", no_argument, NULL, OPT_RECONNECT },
         { "attempts", required_argument, NULL, OPT_ATTEMPTS },
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "api-key", required_argument, NULL, OPT_KEY },
+        { "cacert", required_argument, NULL, OPT_CACERT },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -268,6 +272,7 @@ int sotto_cli_stream_main(int argc, char **argv)
     memset(&out, 0, sizeof out);
     memset(&src, 0, sizeof src);
     o.url = "ws://127.0.0.1:8080/v1/stream";
+    o.api_key = getenv("SOTTO_API_KEY");
     o.bitrate = 32000;
     o.max_attempts = 10;
     o.timeout = 30;
@@ -320,6 +325,8 @@ int sotto_cli_stream_main(int argc, char **argv)
                 return SOTTO_EXIT_USAGE;
             o.timeout = v;
             break;
+        case OPT_KEY: o.api_key = optarg; break;
+        case OPT_CACERT: o.cacert = optarg; break;
         case 'q': quiet = 1; break;
         case 'v': o.verbose = 1; break;
         case 'h': usage(stdout); return SOTTO_EXIT_OK;

@@ -678,6 +678,18 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         service(n);
         return 0;
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+        /* The server's API key, if it has one (never logged). */
+        if (n->o->api_key != NULL && n->o->api_key[0] != 0) {
+            char h[512];
+            unsigned char **p = in, *end = *p + len;
+            int l = snprintf(h, sizeof h, "Bearer %s", n->o->api_key);
+            if (l < 0 || (size_t)l >= sizeof h ||
+                lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
+                                             (unsigned char *)h, l, p, end))
+                return -1;
+        }
+        return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         opened(n, wsi);
         return 0;
@@ -867,8 +879,10 @@ int sotto_cli_stream_run(const sotto_cli_stream_opts *o, sotto_cli_source *src,
     info.timeout_secs = NET_CONNECT_TIMEOUT_S;
     info.connect_timeout_secs = NET_CONNECT_TIMEOUT_S;
     info.fd_limit_per_thread = 16;
-    if (n->ssl)
+    if (n->ssl) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.client_ssl_ca_filepath = o->cacert;
+    }
     n->ctx = lws_create_context(&info);
     if (n->ctx == NULL) {
         sotto_cli_out_note(out, "cannot create the network context");

@@ -138,6 +138,19 @@ def test_a_api_key():
                   got == 401, f"{got}")
         except ImportError as e:
             check("a key: the openai package is installed", False, str(e))
+        jfk = os.path.join(ts.ARGS.shared, "audio", ts.JFK)
+        p = subprocess.run([ts.ARGS.sotto, "stream", "--url", url, jfk], capture_output=True,
+                           timeout=120, env={**os.environ, "SOTTO_API_KEY": KEY})
+        out = p.stdout.decode("utf-8", "replace")
+        check("a key: sotto stream sends SOTTO_API_KEY and gives the sentence",
+              p.returncode == 0 and ts.wer(JFK_REF, out) <= 0.10,
+              f"exit {p.returncode}: {out!r} {p.stderr.decode()[-300:]!r}")
+        env = {k: v for k, v in os.environ.items() if k != "SOTTO_API_KEY"}
+        p = subprocess.run([ts.ARGS.sotto, "stream", "--url", url, jfk], capture_output=True,
+                           timeout=120, env=env)
+        check("a key: sotto stream without the key exits 1 and says why",
+              p.returncode == 1 and b"unauthorized" in p.stderr,
+              f"exit {p.returncode}: {p.stderr.decode()[-300:]}")
         check("a key: the raw TCP ports are off unless asked for",
               srv.tcp == -1 and srv.wyoming == -1, f"tcp {srv.tcp} wyoming {srv.wyoming}")
         check("a key: the key is not in the log",
@@ -184,6 +197,20 @@ def test_b_tls():
                   str(r))
         except (OSError, ConnectionClosed) as e:
             check("b tls: the vosk port speaks wss:// too", False, str(e))
+        # sotto stream over wss:// with --cacert, and the key.
+        jfk = os.path.join(ts.ARGS.shared, "audio", ts.JFK)
+        p = subprocess.run([ts.ARGS.sotto, "stream", "--url",
+                            f"wss://127.0.0.1:{srv.http}/v1/stream", "--cacert", cert, jfk],
+                           capture_output=True, timeout=120)
+        out = p.stdout.decode("utf-8", "replace")
+        check("b tls: sotto stream --cacert over wss:// gives the sentence",
+              p.returncode == 0 and ts.wer(JFK_REF, out) <= 0.10,
+              f"exit {p.returncode}: {out!r} {p.stderr.decode()[-300:]!r}")
+        p = subprocess.run([ts.ARGS.sotto, "stream", "--url",
+                            f"wss://127.0.0.1:{srv.http}/v1/stream", jfk],
+                           capture_output=True, timeout=120)
+        check("b tls: without --cacert sotto stream refuses the self-signed certificate",
+              p.returncode != 0, f"exit {p.returncode}")
         try:
             import httpx  # the openai package's transport, where it has it
             import openai
