@@ -3,6 +3,7 @@
 #   make test                   unit tests, then end-to-end tests on the real model
 #   make bench                  sotto against faster-whisper (see bench/README.md)
 #   make fuzz                   build the libFuzzer targets and run each briefly
+#   make chaos                  the fault-injection suite (30 min; CHAOS_SECONDS)
 #   make SANITIZE=address,undefined [test]   the same under sanitizers
 # Sanitized builds live in their own build directory, so they never mix
 # objects with the plain build.
@@ -67,7 +68,7 @@ TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 .SECONDARY:
-.PHONY: all test unit-test e2e-test bench fuzz clean
+.PHONY: all test unit-test e2e-test bench fuzz chaos clean
 all: $(BUILD)/sotto $(BUILD)/libsotto.a
 
 $(BUILD)/%.o: %.c
@@ -123,6 +124,21 @@ bench: all
 	python3 bench/serve_bench.py --sotto $(BUILD)/sotto \
 	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
 	    --shared "$${SOTTO_SHARED:-../shared}"
+
+# The fault-injection suite (tests/server/chaos.py): a build with the
+# workers' fault injection, a real server, CHAOS_CLIENTS clients and a
+# seeded schedule of faults for CHAOS_SECONDS; the report goes to
+# build/artifacts/chaos-report.json.  `make test` runs a quick version.
+CHAOS_SECONDS ?= 1800
+CHAOS_CLIENTS ?= 6
+CHAOS_SEED    ?= 1
+chaos:
+	$(MAKE) BUILD=build-chaos FAULT_INJECTION=1 build-chaos/sotto
+	python3 tests/server/chaos.py --sotto build-chaos/sotto \
+	    --model "$${SOTTO_MODEL:-$$(build-chaos/sotto model path tiny.en)}" \
+	    --shared "$${SOTTO_SHARED:-../shared}" --duration $(CHAOS_SECONDS) \
+	    --clients $(CHAOS_CLIENTS) --seed $(CHAOS_SEED) \
+	    --report build/artifacts/chaos-report.json
 
 # libFuzzer targets are built with clang into build-fuzz, with ASan+UBSan.
 FUZZ_CC      ?= clang

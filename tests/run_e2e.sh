@@ -35,6 +35,10 @@ python3 tests/server/test_serve.py --sotto "$SOTTO" --model "$MODEL" --shared "$
 python3 tests/server/test_dialects.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # The API key and TLS.
 python3 tests/server/test_security.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
+# A quick run of the fault-injection suite (`make chaos` runs it for 30
+# minutes); a build without fault injection skips the crash and hang
+# inside inference.
+python3 tests/server/chaos.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" --quick
 # The client, `sotto stream`, against live servers.
 python3 tests/client/test_stream.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # The live captions page (/) in headless Chromium, with Debian's

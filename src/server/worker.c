@@ -474,7 +474,7 @@ typedef struct wstream {
 } wstream;
 
 #ifdef SOTTO_FAULT_INJECTION
-enum { FAULT_NONE, FAULT_CRASH, FAULT_HANG };
+enum { FAULT_NONE, FAULT_CRASH, FAULT_HANG, FAULT_TRIGGER };
 #endif
 
 /* An offline job (JOB .. JOB_RUN): its parameters and the file so far. */
@@ -516,6 +516,7 @@ typedef struct worker {
 #ifdef SOTTO_FAULT_INJECTION
     int fault;                    /* FAULT_* */
     long fault_after;             /* the N of "crash-after:N" */
+    char fault_dir[256];          /* the DIR of "trigger:DIR" */
     long infer_feeds;             /* feeds so far that ran a pass */
 #endif
 } worker;
@@ -728,6 +729,11 @@ static void infer_end(worker *w)
  * server (respawned ones too) reads the same variable; a suffix "@K"
  * (hang-after:8@0) limits the fault to the workers of slot K, so that a
  * stream recovered on another worker can finish.
+ *   trigger:DIR     on demand, for the chaos suite: after each feed that
+ *                   runs a pass, a worker that can unlink DIR/crash
+ *                   crashes as above, one that can unlink DIR/hang hangs;
+ *                   the unlink makes one worker, the first to get there,
+ *                   take each fault the test drops in.
  */
 static void fault_init(worker *w, int slot)
 {
@@ -738,6 +744,12 @@ static void fault_init(worker *w, int slot)
     w->fault = FAULT_NONE;
     if (f == NULL || *f == 0)
         return;
+    if (strncmp(f, "trigger:", 8) == 0 && f[8] != 0 && strlen(f + 8) < sizeof w->fault_dir) {
+        w->fault = FAULT_TRIGGER;
+        memcpy(w->fault_dir, f + 8, strlen(f + 8) + 1);
+        sotto__log(SOTTO_LOG_WARN, 0, "fault injection: %s", f);
+        return;
+    }
     if (strncmp(f, "crash-after:", 12) == 0)
         w->fault = FAULT_CRASH, f += 12;
     else if (strncmp(f, "hang-after:", 11) == 0)
@@ -773,9 +785,21 @@ static const int fault_target = 0;
 
 static void fault_strike(worker *w)
 {
-    if (w->fault == FAULT_NONE || ++w->infer_feeds != w->fault_after)
+    int fault = w->fault;
+
+    if (fault == FAULT_TRIGGER) {
+        char path[sizeof w->fault_dir + 8];
+        snprintf(path, sizeof path, "%s/crash", w->fault_dir);
+        fault = unlink(path) == 0 ? FAULT_CRASH : FAULT_NONE;
+        snprintf(path, sizeof path, "%s/hang", w->fault_dir);
+        if (fault == FAULT_NONE && unlink(path) == 0)
+            fault = FAULT_HANG;
+        if (fault == FAULT_NONE)
+            return;
+    } else if (fault == FAULT_NONE || ++w->infer_feeds != w->fault_after) {
         return;
-    if (w->fault == FAULT_CRASH) {
+    }
+    if (fault == FAULT_CRASH) {
         volatile int *volatile p = (volatile int *)(uintptr_t)&fault_target;
 
         sotto__log(SOTTO_LOG_WARN, w->log_stream, "fault injection: crashing");
