@@ -38,6 +38,10 @@
 int sotto__gw_buf_add(unsigned char **b, size_t *n, size_t *cap, const void *d,
                    size_t len)
 {
+    /* Nothing to add (an empty WebSocket message): the buffer may still be
+     * NULL, and memcpy must not be given NULL even for no bytes. */
+    if (len == 0)
+        return 0;
     if (*n + len > *cap) {
         size_t nc = *cap ? *cap : 4096;
         unsigned char *nb;
