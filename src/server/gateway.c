@@ -1086,6 +1086,29 @@ int sotto__gw_admit(const sotto__gateway *g, const char **reason)
     return 1;
 }
 
+void sotto__gw_count_refusal(sotto__gateway *g, int proto, const char *why)
+{
+    if (strcmp(why, "capacity") == 0)
+        g->m.rejected_capacity++;
+    else
+        g->m.rejected_other++;
+    g->m.proto_rejected[proto]++;
+}
+
+const char *sotto__gw_refusal_code(const char *why)
+{
+    return strcmp(why, "capacity") == 0   ? "server_busy"
+           : strcmp(why, "draining") == 0 ? "server_shutting_down"
+                                          : "no_worker";
+}
+
+const char *sotto__gw_refusal_text(const char *why)
+{
+    return strcmp(why, "capacity") == 0   ? "the server is at capacity; try again later"
+           : strcmp(why, "draining") == 0 ? "the server is shutting down"
+                                          : "no engine process can run now";
+}
+
 /* ---- the tick: watchdog, flow control, idle timeouts, drain ------------- */
 
 static void tick(lws_sorted_usec_list_t *sul)

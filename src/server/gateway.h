@@ -313,6 +313,12 @@ int sotto__gw_worker_send(sotto__gateway *g, gw_worker *w, int type, uint32_t st
 int sotto__gw_workers_healthy(const sotto__gateway *g);
 /* Whether a new stream may be admitted; reason gets why not. */
 int sotto__gw_admit(const sotto__gateway *g, const char **reason);
+/* Counts a refusal (why from sotto__gw_admit) in /metrics. */
+void sotto__gw_count_refusal(sotto__gateway *g, int proto, const char *why);
+/* The words every protocol uses for a refusal: a short code
+ * ("server_busy", "server_shutting_down", "no_worker") and a sentence. */
+const char *sotto__gw_refusal_code(const char *why);
+const char *sotto__gw_refusal_text(const char *why);
 
 /* gateway_net.c */
 extern const struct lws_protocols sotto__gw_protocols[];

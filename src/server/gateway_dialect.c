@@ -122,6 +122,21 @@ static void keep_partial(char **slot, const char *text)
         *slot = strndup(text, GW_DIALECT_MAX_PARTIAL);
 }
 
+/* Appends text to a transcript kept for a "completed" or "transcript"
+ * event, up to GW_RT_MAX_TRANSCRIPT bytes (the pieces sent meanwhile carry
+ * every word, so past the limit only the summary stops growing). */
+static void transcript_add(char **t, size_t *n, const char *text)
+{
+    size_t l = strlen(text);
+    char *nt;
+
+    if (*n + l > GW_RT_MAX_TRANSCRIPT || (nt = realloc(*t, *n + l + 1)) == NULL)
+        return;
+    *t = nt;
+    memcpy(*t + *n, text, l + 1);
+    *n += l;
+}
+
 static double round3(double t)
 {
     return round(t * 1000.0) / 1000.0;
@@ -726,8 +741,7 @@ static size_t wl_refusal(char *buf, size_t cap, const char *why, const char *fir
         cJSON_AddNumberToObject(m, "message", 1);
     } else {
         cJSON_AddStringToObject(m, "status", "ERROR");
-        cJSON_AddStringToObject(m, "message", strcmp(why, "draining") == 0
-                                ? "server shutting down" : "no engine process can run");
+        cJSON_AddStringToObject(m, "message", sotto__gw_refusal_text(why));
     }
     if ((t = cJSON_PrintUnformatted(m)) != NULL && strlen(t) < cap) {
         n = strlen(t);
@@ -1030,21 +1044,13 @@ static void rt_event_in(sotto__gateway *g, gw_stream *s, cJSON *ev)
         rt_speech_started(g, s, r, u, ev_num(ev, "start", 0));
     } else if (strcmp(type, "final") == 0) {
         const char *text = ev_str(ev, "text");
-        size_t l;
-        char *nt;
         rt_speech_started(g, s, r, u, ev_num(ev, "start", 0));
         if (text == NULL || text[0] == 0)
             return;
         /* The item's first words lose Whisper's leading space. */
         if (r->n == 0)
             text += strspn(text, " ");
-        l = strlen(text);
-        if (r->n + l <= GW_RT_MAX_TRANSCRIPT &&
-            (nt = realloc(r->transcript, r->n + l + 1)) != NULL) {
-            r->transcript = nt;
-            memcpy(r->transcript + r->n, text, l + 1);
-            r->n += l;
-        }
+        transcript_add(&r->transcript, &r->n, text);
         o = rt_event(r, "conversation.item.input_audio_transcription.delta");
         rt_add_item(o, s, "item_id", u);
         cJSON_AddNumberToObject(o, "content_index", 0);
@@ -1097,12 +1103,7 @@ static size_t rt_refusal(char *buf, size_t cap, const char *why, const char *fir
                      "{\"event_id\":\"event_0\",\"type\":\"error\",\"error\":"
                      "{\"type\":\"server_error\",\"code\":\"%s\",\"message\":\"%s\","
                      "\"event_id\":null}}",
-                     strcmp(why, "capacity") == 0 ? "server_busy"
-                     : strcmp(why, "draining") == 0 ? "server_shutting_down"
-                                                    : "no_worker",
-                     strcmp(why, "capacity") == 0 ? "the server is at capacity; try again later"
-                     : strcmp(why, "draining") == 0 ? "the server is shutting down"
-                                                    : "no engine process can run");
+                     sotto__gw_refusal_code(why), sotto__gw_refusal_text(why));
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -1372,8 +1373,6 @@ static void wy_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
     wy_state *w = wy_of(g, s);
     const char *type = ev_str(ev, "type"), *text = ev_str(ev, "text");
     cJSON *d;
-    char *nt;
-    size_t l;
 
     if (w == NULL || type == NULL)
         return;
@@ -1396,12 +1395,7 @@ static void wy_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
     d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "text", text);
     wy_send(g, s, "transcript-chunk", d);
-    l = strlen(text);
-    if (w->n + l <= GW_RT_MAX_TRANSCRIPT && (nt = realloc(w->text, w->n + l + 1)) != NULL) {
-        w->text = nt;
-        memcpy(w->text + w->n, text, l + 1);
-        w->n += l;
-    }
+    transcript_add(&w->text, &w->n, text);
 }
 
 static void wy_closing(sotto__gateway *g, gw_stream *s, const char *reason)
@@ -1434,11 +1428,8 @@ static size_t wy_refusal(char *buf, size_t cap, const char *why, const char *fir
     unsigned char *b;
     size_t n = 0;
 
-    cJSON_AddStringToObject(d, "text", strcmp(why, "capacity") == 0
-                            ? "the server is at capacity; try again later"
-                            : strcmp(why, "draining") == 0 ? "the server is shutting down"
-                                                           : "no engine process can run");
-    cJSON_AddStringToObject(d, "code", strcmp(why, "capacity") == 0 ? "server_busy" : why);
+    cJSON_AddStringToObject(d, "text", sotto__gw_refusal_text(why));
+    cJSON_AddStringToObject(d, "code", sotto__gw_refusal_code(why));
     b = sotto__wy_render("error", d, NULL, 0, &n);
     if (b == NULL || n > cap)
         n = 0;

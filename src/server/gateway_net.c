@@ -804,11 +804,7 @@ static int close_refused(struct lws *wsi, const char *why)
 static int refuse(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const gw_dialect *dl,
                   const char *why)
 {
-    if (strcmp(why, "capacity") == 0)
-        g->m.rejected_capacity++;
-    else
-        g->m.rejected_other++;
-    g->m.proto_rejected[dl->proto]++;
+    sotto__gw_count_refusal(g, dl->proto, why);
     sotto__log(SOTTO_LOG_WARN, 0, "stream refused (%s): %s", dl->name, why);
     pss->st = NULL;
     if (dl->refusal == NULL)
@@ -954,11 +950,7 @@ void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl
         if (fd < 0)
             return;
         if (!sotto__gw_admit(g, &why)) {
-            if (strcmp(why, "capacity") == 0)
-                g->m.rejected_capacity++;
-            else
-                g->m.rejected_other++;
-            g->m.proto_rejected[dl != NULL ? dl->proto : GW_PROTO_TCP]++;
+            sotto__gw_count_refusal(g, dl != NULL ? dl->proto : GW_PROTO_TCP, why);
             sotto__log(SOTTO_LOG_WARN, 0, "%s stream refused: %s", dl ? dl->name : "tcp", why);
             if (dl != NULL && dl->refusal != NULL) {
                 /* A small message to a fresh socket: it fits the send

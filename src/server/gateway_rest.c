@@ -245,15 +245,8 @@ int sotto__gw_rest_request(struct lws *wsi, sotto__gateway *g, void **slot, cons
     g->n_jobs--;
     if (!sotto__gw_admit(g, &why)) {
         g->n_jobs++;
-        if (strcmp(why, "capacity") == 0)
-            g->m.rejected_capacity++;
-        else
-            g->m.rejected_other++;
-        g->m.proto_rejected[GW_PROTO_REST]++;
-        job_fail(j, 503, NULL, strcmp(why, "capacity") == 0 ? "server_busy" : why,
-                 strcmp(why, "capacity") == 0 ? "the server is at capacity; retry later"
-                 : strcmp(why, "draining") == 0 ? "the server is shutting down"
-                                                : "no engine process can run now");
+        sotto__gw_count_refusal(g, GW_PROTO_REST, why);
+        job_fail(j, 503, NULL, sotto__gw_refusal_code(why), sotto__gw_refusal_text(why));
         return 1;
     }
     g->n_jobs++;
