@@ -35,7 +35,6 @@ Tests:
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
-import argparse
 import csv
 import json
 import os
@@ -557,15 +556,7 @@ TESTS = [("a", test_a_sources), ("b", test_b_opus_vs_pcm), ("c", test_c_exit_cod
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sotto", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--shared", required=True)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="")
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--server-log", action="store_true")
-    ts.ARGS = ap.parse_args()
+    ts.parse_args(__doc__)
     if ts.IMPORT_ERROR:
         print(f"test_stream: {ts.IMPORT_ERROR}", file=sys.stderr)
         return 2

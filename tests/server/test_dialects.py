@@ -57,7 +57,6 @@ Tests:
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
-import argparse
 import asyncio
 import base64
 import csv
@@ -91,9 +90,7 @@ JFK_REF = ("And so my fellow Americans, ask not what your country can do for "
 MAX_WER = 0.10      # as the native protocol's tests allow on this sentence
 
 
-def jfk_pcm():
-    pcm, _, _ = ts.audio(ts.JFK)
-    return pcm
+jfk_pcm = ts.jfk_pcm
 
 
 def wer_ok(name, text):
@@ -767,15 +764,7 @@ TESTS = [
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sotto", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--shared", required=True)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="")
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--server-log", action="store_true")
-    ts.ARGS = ap.parse_args()
+    ts.parse_args(__doc__)
     if IMPORT_ERROR:
         print(f"test_dialects: {IMPORT_ERROR}", file=sys.stderr)
         return 2

@@ -29,7 +29,6 @@ Tests:
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
-import argparse
 import json
 import os
 import shutil
@@ -57,8 +56,7 @@ JFK_REF = ("And so my fellow Americans, ask not what your country can do for "
            "you, ask what you can do for your country.")
 
 
-def jfk_pcm():
-    return ts.audio(ts.JFK)[0]
+jfk_pcm = ts.jfk_pcm
 
 
 def stream_jfk(url, ssl_context=None, **kw):
@@ -276,15 +274,7 @@ TESTS = [
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sotto", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--shared", required=True)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="")
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--server-log", action="store_true")
-    ts.ARGS = ap.parse_args()
+    ts.parse_args(__doc__)
     if IMPORT_ERROR:
         print(f"test_security: {IMPORT_ERROR}", file=sys.stderr)
         return 2

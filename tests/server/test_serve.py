@@ -1690,6 +1690,27 @@ def main():
     return run_tests(TESTS, ARGS.only, "test_serve")
 
 
+def parse_args(doc):
+    """The options every end-to-end test script takes, into ARGS (the
+    scripts beside this one share them)."""
+    global ARGS
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--sotto", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--shared", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--server-log", action="store_true")
+    ARGS = ap.parse_args()
+    return ARGS
+
+
+def jfk_pcm():
+    """jfk.wav as s16le bytes at 16 kHz (AUDIO must hold it)."""
+    return audio(JFK)[0]
+
+
 def run_tests(tests, only, prog):
     """Runs the (letter, function) tests selected by `only` (comma-separated
     letters; all when empty), stops the servers a test left running, prints
