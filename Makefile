@@ -162,12 +162,13 @@ fuzz: $(FUZZ_BIN)
 	  ./$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 fuzz/corpus-$$n fuzz/seeds/$${n#fuzz_}; done
 
 # fuzz_ipc (the server's channel reader and the worker's OPEN parser) also
-# links src/server/ipc.c and src/server/worker.c, and worker.c needs
-# libopus; the target stubs the server's log and crash functions that
+# links src/server/ipc.c, src/server/worker.c and src/server/privs.c (which
+# worker.c calls), and worker.c needs libopus; the target stubs the server's log and crash functions that
 # worker.c calls, so no other server object is needed.  This explicit rule
 # takes precedence over the fuzz_% pattern above.
 $(FUZZ_BUILD)/fuzz_ipc: fuzz/fuzz_ipc.c $(FUZZ_BUILD)/src/server/ipc.o \
-                        $(FUZZ_BUILD)/src/server/worker.o $(FUZZ_LIB_OBJ)
+                        $(FUZZ_BUILD)/src/server/worker.o \
+                        $(FUZZ_BUILD)/src/server/privs.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lopus -lzip -lcrypto -lm -lpthread
 
 # fuzz_client (what sotto stream reads from the server) links the client's
