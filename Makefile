@@ -105,10 +105,32 @@ $(BUILD)/tests/server/%: tests/server/%.c $(BUILD)/libsotto_server.a $(BUILD)/li
 	$(CC) $(CFLAGS) $(SERVER_CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< \
 	    $(BUILD)/libsotto_server.a $(BUILD)/libsotto.a $(SERVER_LIBS) $(LDLIBS)
 
+# Every fuzz target also builds with fuzz/replay.c as its main, with this
+# build's compiler and sanitizers: `make test` runs it over the target's
+# seeds, which keep every input that ever crashed it.  Targets that read
+# server or client code link those objects too.
+REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/fuzz_ipc: REPLAY_EXTRA = $(BUILD)/src/server/ipc.o \
+    $(BUILD)/src/server/worker.o $(BUILD)/src/server/privs.o
+$(BUILD)/fuzz/fuzz_ipc: $(BUILD)/src/server/ipc.o $(BUILD)/src/server/worker.o \
+    $(BUILD)/src/server/privs.o
+$(BUILD)/fuzz/fuzz_client: REPLAY_EXTRA = $(BUILD)/src/client/stream_proto.o
+$(BUILD)/fuzz/fuzz_client: $(BUILD)/src/client/stream_proto.o
+$(BUILD)/fuzz/fuzz_dialect: REPLAY_EXTRA = $(BUILD)/src/server/dialect.o
+$(BUILD)/fuzz/fuzz_dialect: $(BUILD)/src/server/dialect.o
+$(BUILD)/fuzz/fuzz_gateway: REPLAY_EXTRA = $(BUILD)/libsotto_server.a
+$(BUILD)/fuzz/fuzz_gateway: $(BUILD)/libsotto_server.a
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(BUILD)/libsotto.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SERVER_CFLAGS) $(LDFLAGS) -o $@ fuzz/$*.c fuzz/replay.c \
+	    $(REPLAY_EXTRA) $(BUILD)/libsotto.a $(SERVER_LIBS) $(LDLIBS)
+
 test: unit-test e2e-test
 
-unit-test: $(TEST_BIN) $(BUILD)/sotto
+unit-test: $(TEST_BIN) $(BUILD)/sotto $(REPLAY_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; SOTTO_BUILD=$(BUILD) ./$$t; done
+	@set -e; for t in $(REPLAY_BIN); do n=$${t##*/}; echo "== $$t"; \
+	  ./$$t fuzz/seeds/$${n#fuzz_}; done
 
 e2e-test: $(BUILD)/sotto
 	SOTTO_BUILD=$(BUILD) sh tests/run_e2e.sh
@@ -182,6 +204,19 @@ $(FUZZ_BUILD)/fuzz_client: fuzz/fuzz_client.c $(FUZZ_BUILD)/src/client/stream_pr
 $(FUZZ_BUILD)/fuzz_dialect: fuzz/fuzz_dialect.c $(FUZZ_BUILD)/src/server/dialect.o \
                             $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lzip -lcrypto -lm -lpthread
+
+# fuzz_gateway drives the gateway's own code (every src/server object, from
+# an archive so that only what it reaches is linked) around a real
+# libwebsockets context.
+FUZZ_SERVER_OBJ := $(SERVER_SRC:%.c=$(FUZZ_BUILD)/%.o)
+$(FUZZ_SERVER_OBJ): FUZZ_CFLAGS += $(SERVER_CFLAGS)
+$(FUZZ_BUILD)/libsotto_server.a: $(FUZZ_SERVER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(FUZZ_BUILD)/fuzz_gateway: fuzz/fuzz_gateway.c $(FUZZ_BUILD)/libsotto_server.a \
+                            $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(SERVER_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(SERVER_LIBS) \
+	    $(PKG_LIBS) -lzip -lcrypto -lm -lpthread
 
 clean:
 	rm -rf build build-* 

@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "server/dialect.h"
@@ -478,6 +480,8 @@ void sotto__wy_reader_init(sotto__wy_reader *r, size_t max_payload)
 
 int sotto__wy_reader_push(sotto__wy_reader *r, const void *data, size_t n)
 {
+    if (n == 0)
+        return 0;
     /* Drop the event last returned first, so the buffer holds at most one
      * event and one push. */
     if (r->used > 0) {
@@ -651,4 +655,119 @@ done:
     free(dj);
     cJSON_Delete(h);
     return out;
+}
+
+/* ---- native (/v1/stream) --------------------------------------------------- */
+
+static int native_config(const cJSON *o, sotto__native_msg *m, char *err, size_t cap)
+{
+    const cJSON *x;
+
+    if ((x = get(o, "format")) != NULL) {
+        if (!cJSON_IsString(x))
+            return fail(err, cap, "format must be a string");
+        if (strcmp(x->valuestring, "pcm_s16le") == 0)
+            m->format = SOTTO__NATIVE_S16;
+        else if (strcmp(x->valuestring, "pcm_f32le") == 0)
+            m->format = SOTTO__NATIVE_F32;
+        else if (strcmp(x->valuestring, "opus") == 0)
+            m->format = SOTTO__NATIVE_OPUS;
+        else
+            return fail(err, cap, "format must be pcm_s16le, pcm_f32le or opus");
+    }
+    if ((x = get(o, "sample_rate")) != NULL) {
+        if (!cJSON_IsNumber(x) || !(x->valuedouble >= 8000 && x->valuedouble <= 192000) ||
+            x->valuedouble != floor(x->valuedouble))
+            return fail(err, cap, "sample_rate must be an integer, 8000 .. 192000");
+        m->sample_rate = (int)x->valuedouble;
+    }
+    if ((x = get(o, "language")) != NULL) {
+        if (copy_language(x, m->language, "language", err, cap) != 0)
+            return -1;
+        m->has_language = 1;
+    }
+    if ((x = get(o, "partials")) != NULL) {
+        if (!cJSON_IsBool(x))
+            return fail(err, cap, "partials must be true or false");
+        m->partials = cJSON_IsTrue(x);
+    }
+    if ((x = get(o, "vad")) != NULL) {
+        if (!cJSON_IsBool(x))
+            return fail(err, cap, "vad must be true or false");
+        m->vad = cJSON_IsTrue(x);
+    }
+    return 0;
+}
+
+int sotto__native_parse(const char *text, size_t len, sotto__native_msg *m,
+                        const char **code, char *err, size_t errcap)
+{
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    const cJSON *type;
+    int rc = -1;
+
+    memset(m, 0, sizeof *m);
+    m->partials = m->vad = m->has_language = -1;
+    if (o == NULL || !cJSON_IsObject(o)) {
+        *code = "bad_json";
+        fail(err, errcap, "text messages must be JSON objects");
+        goto done;
+    }
+    type = get(o, "type");
+    if (type != NULL && !cJSON_IsString(type)) {
+        *code = "bad_message";
+        fail(err, errcap, "type must be a string");
+        goto done;
+    }
+    if (type == NULL || strcmp(type->valuestring, "config") == 0) {
+        m->kind = SOTTO__NATIVE_CONFIG;
+        *code = "bad_config";
+        rc = native_config(o, m, err, errcap);
+    } else if (strcmp(type->valuestring, "finish") == 0) {
+        m->kind = SOTTO__NATIVE_FINISH;
+        rc = 0;
+    } else {
+        *code = "unknown_type";
+        fail(err, errcap, "unknown message type");
+    }
+done:
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* ---- what the gateway reads from the request itself ------------------------ */
+
+static int key_is(const char *cand, size_t n, const char *key)
+{
+    unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
+    unsigned int la = 0, lb = 0;
+
+    if (!EVP_Digest(cand, n, a, &la, EVP_sha256(), NULL) ||
+        !EVP_Digest(key, strlen(key), b, &lb, EVP_sha256(), NULL))
+        return 0;
+    return la == lb && CRYPTO_memcmp(a, b, la) == 0;
+}
+
+int sotto__auth_has_key(const char *authz, const char *protocols, const char *key)
+{
+    if (authz != NULL && strncasecmp(authz, "Bearer ", 7) == 0) {
+        const char *k = authz + 7 + strspn(authz + 7, " ");
+        if (key_is(k, strcspn(k, " "), key))
+            return 1;
+    }
+    for (const char *t = protocols; t != NULL && *t != 0;) {
+        size_t tl;
+        t += strspn(t, " ,");
+        tl = strcspn(t, " ,");
+        if (tl > 7 && strncmp(t, "bearer.", 7) == 0 && key_is(t + 7, tl - 7, key))
+            return 1;
+        t += tl;
+    }
+    return 0;
+}
+
+int sotto__rt_intent_ok(const char *arg)
+{
+    return arg == NULL || strcmp(arg, "intent=transcription") == 0 ||
+           strcmp(arg, "transcription") == 0;
 }

@@ -16,10 +16,16 @@
  *                float32 (or int16) audio, "END_OF_AUDIO";
  *   realtime     OpenAI's Realtime API in transcription mode: JSON events
  *                with base64 audio;
+ *   native       sotto's own /v1/stream: {"type": "config", ...} and
+ *                {"type": "finish"} (docs/protocol.md);
  *   wyoming      Home Assistant's Wyoming protocol on raw TCP: a JSON
  *                header line, optional JSON data, optional binary
  *                payload, per event (an incremental reader, since TCP
  *                has no messages).
+ *
+ * Also here: what the gateway reads from a request's headers and query
+ * string itself (the API key, the Realtime intent); libwebsockets parses
+ * the HTTP around them.
  *
  * Every string copied out has a named limit; a longer one is an error,
  * never truncated silently.
@@ -213,5 +219,51 @@ void sotto__wy_reader_free(sotto__wy_reader *r);
  * *n gets its size.  data may be NULL.  NULL when out of memory. */
 unsigned char *sotto__wy_render(const char *type, const struct cJSON *data,
                                 const void *payload, size_t payload_n, size_t *n);
+
+/* ---- native (/v1/stream) --------------------------------------------------- */
+
+enum { SOTTO__NATIVE_CONFIG = 1, SOTTO__NATIVE_FINISH = 2 };
+/* Audio formats a config may name (the gateway's enum gw_format has the
+ * same values). */
+enum { SOTTO__NATIVE_S16 = 1, SOTTO__NATIVE_F32 = 2, SOTTO__NATIVE_OPUS = 3 };
+
+/* A text message of the native protocol.  Fields absent from a config are
+ * 0 (format, sample_rate) or -1 (partials, vad, has_language). */
+typedef struct {
+    int kind;                 /* SOTTO__NATIVE_CONFIG or _FINISH */
+    int format;               /* SOTTO__NATIVE_S16 ... or 0 */
+    int sample_rate;          /* 8000 .. 192000, or 0 */
+    int partials, vad;        /* 0, 1, or -1 */
+    int has_language;         /* 1: language holds the code ("" = the
+                               * server's default), -1: not given */
+    char language[SOTTO__DIALECT_MAX_LANGUAGE + 1];
+} sotto__native_msg;
+
+/*
+ * Parses one text message: 0 with *m filled, or -1 with *code set to the
+ * error event's code ("bad_json", "bad_message", "unknown_type" or
+ * "bad_config") and err saying why.  A message without "type" is a
+ * config.  A config is checked whole: one bad field refuses all of it.
+ */
+int sotto__native_parse(const char *text, size_t len, sotto__native_msg *m,
+                        const char **code, char *err, size_t errcap);
+
+/* ---- what the gateway reads from the request itself ------------------------ */
+
+/*
+ * Whether a request carries the API key key: as "Bearer KEY" in authz
+ * (the Authorization header's value; NULL if absent) or, for a WebSocket
+ * upgrade, as a token "bearer.KEY" in protocols (the Sec-WebSocket-Protocol
+ * header's value, a comma-separated list; NULL if absent or not an
+ * upgrade).  Each candidate is compared by its SHA-256 digest with
+ * CRYPTO_memcmp, so the time taken does not depend on how much of it
+ * matches.  1 or 0.
+ */
+int sotto__auth_has_key(const char *authz, const char *protocols, const char *key);
+
+/* Whether a Realtime upgrade's "intent" query argument (arg, as
+ * libwebsockets returns it: "intent=VALUE" or "VALUE"; NULL if absent)
+ * asks for a transcription session, the only kind sotto has. */
+int sotto__rt_intent_ok(const char *arg);
 
 #endif

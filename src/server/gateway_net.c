@@ -32,10 +32,9 @@
 #include <sys/socket.h>
 
 #include <cjson/cJSON.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "sotto.h"
+#include "server/dialect.h"
 #include "server/gateway.h"
 
 /* Longest refusal message a dialect sends before closing. */
@@ -193,109 +192,51 @@ static void send_ready(sotto__gateway *g, gw_stream *s)
     sotto__gw_send_json(g, s, buf, (size_t)n, 0);
 }
 
-/* Applies a config message, all of it or (on a bad field) none of it.
- * Returns 0, or -1 with an error event sent. */
-static int apply_config(sotto__gateway *g, gw_stream *s, const cJSON *o)
-{
-    const cJSON *x;
-    int format = s->format, rate = s->rate, partials = s->partials, vad = s->vad;
-    char language[sizeof s->language];
-
-    if (s->configured) {
-        send_error(g, s, "config_too_late", "config must come before any audio");
-        return -1;
-    }
-    snprintf(language, sizeof language, "%s", s->language);
-    if ((x = cJSON_GetObjectItemCaseSensitive(o, "format")) != NULL) {
-        if (!cJSON_IsString(x)) {
-            send_error(g, s, "bad_config", "format must be a string");
-            return -1;
-        }
-        if (strcmp(x->valuestring, "pcm_s16le") == 0)
-            format = GW_S16;
-        else if (strcmp(x->valuestring, "pcm_f32le") == 0)
-            format = GW_F32;
-        else if (strcmp(x->valuestring, "opus") == 0)
-            format = GW_OPUS;
-        else {
-            send_error(g, s, "bad_config",
-                       "format must be pcm_s16le, pcm_f32le or opus");
-            return -1;
-        }
-    }
-    if ((x = cJSON_GetObjectItemCaseSensitive(o, "sample_rate")) != NULL) {
-        if (!cJSON_IsNumber(x) || x->valuedouble < 8000 || x->valuedouble > 192000 ||
-            x->valuedouble != floor(x->valuedouble)) {
-            send_error(g, s, "bad_config", "sample_rate must be an integer, 8000 .. 192000");
-            return -1;
-        }
-        rate = (int)x->valuedouble;
-    }
-    if ((x = cJSON_GetObjectItemCaseSensitive(o, "language")) != NULL) {
-        if (cJSON_IsNull(x))
-            language[0] = 0;
-        else if (!cJSON_IsString(x) || strlen(x->valuestring) >= sizeof language ||
-                 strspn(x->valuestring, "abcdefghijklmnopqrstuvwxyz") != strlen(x->valuestring)) {
-            send_error(g, s, "bad_config", "language must be a code such as \"en\"");
-            return -1;
-        } else
-            snprintf(language, sizeof language, "%s", x->valuestring);
-    }
-    if ((x = cJSON_GetObjectItemCaseSensitive(o, "partials")) != NULL) {
-        if (!cJSON_IsBool(x)) {
-            send_error(g, s, "bad_config", "partials must be true or false");
-            return -1;
-        }
-        partials = cJSON_IsTrue(x);
-    }
-    if ((x = cJSON_GetObjectItemCaseSensitive(o, "vad")) != NULL) {
-        if (!cJSON_IsBool(x)) {
-            send_error(g, s, "bad_config", "vad must be true or false");
-            return -1;
-        }
-        vad = cJSON_IsTrue(x);
-    }
-    s->format = format;
-    s->rate = rate;
-    s->partials = partials;
-    s->vad = vad;
-    memcpy(s->language, language, sizeof language);
-    s->configured = 1;
-    sotto__log(SOTTO_LOG_DEBUG, s->id, "config: format %d, %d Hz, vad %d, partials %d",
-               s->format, s->rate, s->vad, s->partials);
-    return 0;
-}
-
-/* A complete text message from the client (ignored after finish). */
+/* A complete text message from the client (ignored after finish).  A
+ * config is applied all of it or (on a bad field) none of it, and only
+ * before any audio. */
 static void ws_text(sotto__gateway *g, gw_stream *s, const char *t, size_t len)
 {
-    cJSON *o;
-    const cJSON *type;
+    sotto__native_msg m;
+    const char *code = NULL;
+    char err[160];
 
     if (s->finishing || s->done)
         return;
-    o = cJSON_ParseWithLength(t, len);
-    if (o == NULL || !cJSON_IsObject(o)) {
-        send_error(g, s, "bad_json", "text messages must be JSON objects");
-        goto done;
+    if (sotto__native_parse(t, len, &m, &code, err, sizeof err) != 0) {
+        send_error(g, s, code, err);
+        return;
     }
-    type = cJSON_GetObjectItemCaseSensitive(o, "type");
-    if (type != NULL && !cJSON_IsString(type)) {
-        send_error(g, s, "bad_message", "type must be a string");
-        goto done;
-    }
-    if (type == NULL || strcmp(type->valuestring, "config") == 0) {
-        apply_config(g, s, o);   /* placement comes with the first audio */
-    } else if (strcmp(type->valuestring, "finish") == 0) {
+    if (m.kind == SOTTO__NATIVE_FINISH) {
         sotto__log(SOTTO_LOG_INFO, s->id, "client asked to finish");
         s->configured = 1;
         sotto__gw_finish(g, s, 1000, "");
-    } else {
-        send_error(g, s, "unknown_type", "unknown message type");
+        return;
     }
-done:
-    cJSON_Delete(o);
+    /* Placement comes with the first audio. */
+    if (s->configured) {
+        send_error(g, s, "config_too_late", "config must come before any audio");
+        return;
+    }
+    if (m.format != 0)
+        s->format = m.format;
+    if (m.sample_rate != 0)
+        s->rate = m.sample_rate;
+    if (m.has_language == 1)
+        memcpy(s->language, m.language, sizeof m.language);
+    if (m.partials >= 0)
+        s->partials = m.partials;
+    if (m.vad >= 0)
+        s->vad = m.vad;
+    s->configured = 1;
+    sotto__log(SOTTO_LOG_DEBUG, s->id, "config: format %d, %d Hz, vad %d, partials %d",
+               s->format, s->rate, s->vad, s->partials);
 }
+
+_Static_assert((int)SOTTO__NATIVE_S16 == (int)GW_S16 &&
+                   (int)SOTTO__NATIVE_F32 == (int)GW_F32 &&
+                   (int)SOTTO__NATIVE_OPUS == (int)GW_OPUS,
+               "the native parser's formats are the gateway's");
 
 static void ws_binary(sotto__gateway *g, gw_stream *s, const unsigned char *p, size_t len)
 {
@@ -676,47 +617,21 @@ static int http_request(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const c
 
 /* ---- the API key -------------------------------------------------------- */
 
-/* Whether cand is the API key.  Both are hashed first, so the comparison
- * takes the same time whatever their lengths and contents. */
-static int key_matches(const sotto__gateway *g, const char *cand, size_t n)
-{
-    unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
-    unsigned int la = 0, lb = 0;
-
-    if (!EVP_Digest(cand, n, a, &la, EVP_sha256(), NULL) ||
-        !EVP_Digest(g->c->api_key, strlen(g->c->api_key), b, &lb, EVP_sha256(), NULL))
-        return 0;
-    return la == lb && CRYPTO_memcmp(a, b, la) == 0;
-}
-
 /* Whether the request may go on: no key is set, or it carries the key as
  * "Authorization: Bearer KEY", or (a WebSocket upgrade) as a subprotocol
  * "bearer.KEY" beside a protocol the server speaks ("sotto"). */
 static int authorized(const sotto__gateway *g, struct lws *wsi, int ws)
 {
-    char h[SOTTO__SERVE_MAX_KEY + 256];
-    int n;
+    char authz[SOTTO__SERVE_MAX_KEY + 256], protos[SOTTO__SERVE_MAX_KEY + 256];
 
     if (g->c->api_key[0] == 0)
         return 1;
-    n = lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > 7 && strncasecmp(h, "Bearer ", 7) == 0) {
-        const char *k = h + 7 + strspn(h + 7, " ");
-        size_t kl = strcspn(k, " ");
-        if (key_matches(g, k, kl))
-            return 1;
-    }
-    if (ws && lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_PROTOCOL) > 0) {
-        for (char *t = h; *t != 0;) {
-            size_t tl;
-            t += strspn(t, " ,");
-            tl = strcspn(t, " ,");
-            if (tl > 7 && strncmp(t, "bearer.", 7) == 0 && key_matches(g, t + 7, tl - 7))
-                return 1;
-            t += tl;
-        }
-    }
-    return 0;
+    /* A header longer than the buffer cannot hold a valid key: absent. */
+    if (lws_hdr_copy(wsi, authz, sizeof authz, WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
+        authz[0] = 0;
+    if (!ws || lws_hdr_copy(wsi, protos, sizeof protos, WSI_TOKEN_PROTOCOL) <= 0)
+        protos[0] = 0;
+    return sotto__auth_has_key(authz, protos, g->c->api_key);
 }
 
 /* The 401 answer, as JSON (OpenAI's error shape, which the other clients
@@ -782,9 +697,8 @@ static const gw_dialect *dialect_of(sotto__gateway *g, struct lws *wsi)
     if (strcmp(uri, "/v1/realtime") == 0) {
         /* Only transcription sessions: a conversation needs a language
          * model sotto does not have. */
-        if (lws_get_urlarg_by_name(wsi, "intent=", intent, sizeof intent) != NULL &&
-            strcmp(intent, "intent=transcription") != 0 &&
-            strcmp(intent, "transcription") != 0)
+        if (!sotto__rt_intent_ok(lws_get_urlarg_by_name(wsi, "intent=", intent,
+                                                        sizeof intent)))
             return NULL;
         return &sotto__gw_realtime;
     }

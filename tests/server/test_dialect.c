@@ -1,6 +1,7 @@
 /*
- * test_dialect.c - the parsers of the vosk, WhisperLive, OpenAI Realtime
- * and Wyoming client messages (src/server/dialect.c): what each accepts,
+ * test_dialect.c - the parsers of the native, vosk, WhisperLive, OpenAI
+ * Realtime and Wyoming client messages, and of the API key and Realtime
+ * intent in a request (src/server/dialect.c): what each accepts,
  * what it refuses and with which message, and the limits on what it
  * copies; Wyoming's framing fed byte by byte, and its writer read back.
  * The end-to-end behaviour of the dialects is in test_dialects.py.
@@ -333,8 +334,104 @@ static void test_rest(void)
     }
 }
 
+static void test_native(void)
+{
+    sotto__native_msg m;
+    const char *code = NULL;
+    char err[200];
+
+#define NATIVE_BAD(lit, want_code, want_text)                                 \
+    do {                                                                      \
+        code = NULL;                                                          \
+        err[0] = 0;                                                           \
+        CHECK_INT_EQ(sotto__native_parse(S(lit), &m, &code, err, sizeof err), -1); \
+        CHECK(code != NULL && strcmp(code, want_code) == 0);                  \
+        CHECK(strstr(err, want_text) != NULL);                                \
+    } while (0)
+
+    CHECK_INT_EQ(sotto__native_parse(S("{\"type\": \"finish\"}"), &m, &code, err,
+                                     sizeof err), 0);
+    CHECK_INT_EQ(m.kind, SOTTO__NATIVE_FINISH);
+    /* A config without "type", every field absent: nothing changes. */
+    CHECK_INT_EQ(sotto__native_parse(S("{}"), &m, &code, err, sizeof err), 0);
+    CHECK_INT_EQ(m.kind, SOTTO__NATIVE_CONFIG);
+    CHECK_INT_EQ(m.format, 0);
+    CHECK_INT_EQ(m.sample_rate, 0);
+    CHECK_INT_EQ(m.partials, -1);
+    CHECK_INT_EQ(m.vad, -1);
+    CHECK_INT_EQ(m.has_language, -1);
+    CHECK_INT_EQ(sotto__native_parse(S("{\"type\": \"config\", \"format\": \"pcm_f32le\", "
+                                       "\"sample_rate\": 48000, \"language\": \"yue\", "
+                                       "\"partials\": false, \"vad\": true}"),
+                                     &m, &code, err, sizeof err), 0);
+    CHECK_INT_EQ(m.format, SOTTO__NATIVE_F32);
+    CHECK_INT_EQ(m.sample_rate, 48000);
+    CHECK_STR_EQ(m.language, "yue");
+    CHECK_INT_EQ(m.partials, 0);
+    CHECK_INT_EQ(m.vad, 1);
+    /* null and "" both mean the server's default language. */
+    CHECK_INT_EQ(sotto__native_parse(S("{\"language\": null, \"format\": \"opus\"}"), &m,
+                                     &code, err, sizeof err), 0);
+    CHECK_INT_EQ(m.has_language, 1);
+    CHECK_STR_EQ(m.language, "");
+    CHECK_INT_EQ(m.format, SOTTO__NATIVE_OPUS);
+    CHECK_INT_EQ(sotto__native_parse(S("{\"sample_rate\": 8000.0}"), &m, &code, err,
+                                     sizeof err), 0);
+    CHECK_INT_EQ(m.sample_rate, 8000);
+
+    NATIVE_BAD("{not json", "bad_json", "JSON objects");
+    NATIVE_BAD("[1, 2]", "bad_json", "JSON objects");
+    NATIVE_BAD("", "bad_json", "JSON objects");
+    NATIVE_BAD("{\"type\": 5}", "bad_message", "type");
+    NATIVE_BAD("{\"type\": \"dance\"}", "unknown_type", "unknown");
+    NATIVE_BAD("{\"format\": \"mp3\"}", "bad_config", "format");
+    NATIVE_BAD("{\"format\": 1}", "bad_config", "format");
+    NATIVE_BAD("{\"sample_rate\": 7999}", "bad_config", "sample_rate");
+    NATIVE_BAD("{\"sample_rate\": 192001}", "bad_config", "sample_rate");
+    NATIVE_BAD("{\"sample_rate\": 16000.5}", "bad_config", "sample_rate");
+    NATIVE_BAD("{\"sample_rate\": \"16000\"}", "bad_config", "sample_rate");
+    NATIVE_BAD("{\"language\": \"EN\"}", "bad_config", "language");
+    NATIVE_BAD("{\"language\": \"abcdefghijklmnop\"}", "bad_config", "language");
+    NATIVE_BAD("{\"partials\": 1}", "bad_config", "partials");
+    NATIVE_BAD("{\"vad\": \"no\"}", "bad_config", "vad");
+    /* One bad field refuses the whole config (the good one comes first). */
+    NATIVE_BAD("{\"sample_rate\": 8000, \"vad\": 0}", "bad_config", "vad");
+#undef NATIVE_BAD
+}
+
+static void test_request(void)
+{
+    const char *key = "sk-test-123";
+
+    CHECK_INT_EQ(sotto__auth_has_key("Bearer sk-test-123", NULL, key), 1);
+    CHECK_INT_EQ(sotto__auth_has_key("bearer   sk-test-123  ", NULL, key), 1);
+    CHECK_INT_EQ(sotto__auth_has_key("Bearer sk-test-12", NULL, key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key("Bearer sk-test-1234", NULL, key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key("Basic sk-test-123", NULL, key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key("Bearer ", NULL, key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key("sk-test-123", NULL, key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key(NULL, NULL, key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key("", "", key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key(NULL, "sotto, bearer.sk-test-123", key), 1);
+    CHECK_INT_EQ(sotto__auth_has_key(NULL, "bearer.sk-test-123,sotto", key), 1);
+    CHECK_INT_EQ(sotto__auth_has_key("Bearer wrong", "sotto,bearer.x, bearer.sk-test-123",
+                                     key), 1);
+    CHECK_INT_EQ(sotto__auth_has_key(NULL, "sotto, bearer.", key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key(NULL, "sotto, Bearer.sk-test-123", key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key(NULL, "sotto, bearer.sk-test-1234", key), 0);
+    CHECK_INT_EQ(sotto__auth_has_key(NULL, "sk-test-123", key), 0);
+
+    CHECK_INT_EQ(sotto__rt_intent_ok(NULL), 1);
+    CHECK_INT_EQ(sotto__rt_intent_ok("intent=transcription"), 1);
+    CHECK_INT_EQ(sotto__rt_intent_ok("transcription"), 1);
+    CHECK_INT_EQ(sotto__rt_intent_ok("intent=conversation"), 0);
+    CHECK_INT_EQ(sotto__rt_intent_ok(""), 0);
+}
+
 int main(void)
 {
+    test_native();
+    test_request();
     test_rest();
     test_vosk();
     test_whisperlive();
