@@ -34,7 +34,7 @@ PKGS="build-essential pkg-config python3 python3-pip
       libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev
       libwebsockets-dev libinih-dev libopus-dev libopusfile-dev
       libasound2-dev"
-TEST_PKGS="clang libclang-rt-dev chromium chromium-driver python3-selenium
+TEST_PKGS="clang libclang-rt-dev libomp-dev chromium chromium-driver python3-selenium
            portaudio19-dev openssl"
 
 missing=

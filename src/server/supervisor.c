@@ -87,6 +87,19 @@
 #include "sotto.h"
 #include "server/server.h"
 
+/* Leak checks for the children: a sanitized build has LeakSanitizer, which
+ * checks at exit(), but a child ends with _exit() (see child_exit). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SOTTO_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define SOTTO_LSAN 1
+#endif
+#endif
+#ifdef SOTTO_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /* Seconds between SIGTERM and SIGKILL when stopping children. */
 #define SUP_TERM_GRACE 2.0
 /* Seconds a drain may take beyond drain_timeout before SIGKILL. */
@@ -295,10 +308,16 @@ static void child_enter(const sup *s, const char *role, int *keep, int nkeep)
 /* Ends a child with its body's exit code.  _exit, not exit: the atexit
  * handlers copied from the supervisor are not the child's to run.  Its
  * stdio output is flushed first (the supervisor flushed its own before
- * fork, so nothing is written twice). */
+ * fork, so nothing is written twice).  In a sanitized build the child's
+ * heap is checked for leaks first: its body has returned, so everything
+ * it allocated must have been freed, and a report goes to the log, where
+ * the server tests look for it. */
 static void child_exit(int code) __attribute__((noreturn));
 static void child_exit(int code)
 {
+#ifdef SOTTO_LSAN
+    __lsan_do_recoverable_leak_check();
+#endif
     fflush(NULL);
     _exit(code);
 }

@@ -264,7 +264,7 @@ class Server:
                  workers=2, env=None, wait_ready=True, name="server", raw_ports=True,
                  ready_headers=None, ssl_context=None):
         self.state_dir = tempfile.mkdtemp(prefix="sotto-serve-test-")
-        self.cmd = [ARGS.sotto, "serve", "--model", model or ARGS.model]
+        self.cmd = [ARGS.server_sotto or ARGS.sotto, "serve", "--model", model or ARGS.model]
         if not os.path.exists(installed_vad()):
             self.cmd += ["--vad-model", os.path.join(
                 ARGS.shared, "models", "silero-vad",
@@ -1654,6 +1654,9 @@ def main():
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sotto", required=True)
+    # The servers' binary, when it is not --sotto's (make tsan runs its
+    # client under ThreadSanitizer against a plain server).
+    ap.add_argument("--server-sotto", default="")
     ap.add_argument("--model", required=True)
     ap.add_argument("--shared", required=True)
     ap.add_argument("--quick", action="store_true")
@@ -1696,6 +1699,9 @@ def parse_args(doc):
     global ARGS
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--sotto", required=True)
+    # The servers' binary, when it is not --sotto's (make tsan runs its
+    # client under ThreadSanitizer against a plain server).
+    ap.add_argument("--server-sotto", default="")
     ap.add_argument("--model", required=True)
     ap.add_argument("--shared", required=True)
     ap.add_argument("--quick", action="store_true")
