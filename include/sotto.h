@@ -258,6 +258,11 @@ void sotto_result_destroy(sotto_result *r);
 
 typedef struct sotto_stream sotto_stream;
 
+/* Largest float sample magnitude a stream takes (sotto_stream_feed): far
+ * above any real audio, and low enough that no value inside the VAD
+ * network can overflow. */
+#define SOTTO_MAX_SAMPLE 1000.0f
+
 /* Most resume_words a stream takes (sotto_stream_params). */
 #define SOTTO_MAX_RESUME_WORDS 32
 
@@ -340,10 +345,12 @@ int sotto_stream_create(const sotto_model *model,
 /*
  * Feeds n mono samples at sample_rate Hz (0 = the stream's rate), any
  * amount from one sample to SOTTO_MAX_AUDIO_SECONDS.  Float samples are in
- * [-1, 1].  Audio that cannot be taken is refused whole, with nothing
+ * [-1, 1]; louder ones are taken as they are, up to SOTTO_MAX_SAMPLE in
+ * magnitude.  Audio that cannot be taken is refused whole, with nothing
  * consumed, and the stream stays usable: n < 0 or pcm NULL (SOTTO_EINVAL),
  * a rate other than the stream's (SOTTO_EINVAL), NaN or Inf samples
- * (SOTTO_ENONFINITE), audio after finish or cancel (SOTTO_EINVAL), or
+ * (SOTTO_ENONFINITE), a sample beyond SOTTO_MAX_SAMPLE (SOTTO_EINVAL: not
+ * audio, whatever it is), audio after finish or cancel (SOTTO_EINVAL), or
  * beyond max_seconds (SOTTO_ETOOLONG).  sotto_stream_error() then says
  * why.  A failed pass is not a failed feed: it gives an error event.
  */

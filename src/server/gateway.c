@@ -476,8 +476,19 @@ static void tcp_line(sotto__gateway *g, gw_stream *s, double start, double end,
 
 void sotto__gw_tcp_send(sotto__gateway *g, gw_stream *s, const void *p, size_t n)
 {
-    if (s->wsi == NULL ||
-        sotto__gw_buf_add(&s->tcp_out, &s->tcp_out_n, &s->tcp_out_cap, p, n) != 0)
+    if (s->wsi == NULL || s->dropped)
+        return;
+    /* Checked here as well as when the socket is writable: a client that
+     * never reads never makes it writable. */
+    if (s->tcp_out_n + n > g->c->max_outbound) {
+        sotto__log(SOTTO_LOG_WARN, s->id, "tcp client does not read (%zu bytes queued); "
+                   "disconnecting it", s->tcp_out_n);
+        g->m.slow_reader_drops++;
+        s->dropped = 1;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (sotto__gw_buf_add(&s->tcp_out, &s->tcp_out_n, &s->tcp_out_cap, p, n) != 0)
         return;
     g->m.bytes_out += (uint64_t)n;
     g->m.events_out++;

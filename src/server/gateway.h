@@ -40,8 +40,11 @@
 /* Committed words kept per stream to resume it (the stream API takes at
  * most SOTTO_MAX_RESUME_WORDS). */
 #define SOTTO__GW_RESUME_WORDS 8
-/* Committed text kept per stream for the resumed stream's prompt. */
-#define SOTTO__GW_COMMITTED_BYTES 1000
+/* Committed text kept per stream for the resumed stream's prompt (the
+ * tail of it: Whisper's prompt holds at most 224 tokens).  It also holds
+ * a client's prompt whole, up to SOTTO__DIALECT_MAX_PROMPT (dialect.h;
+ * checked in gateway_dialect.c). */
+#define SOTTO__GW_COMMITTED_BYTES 1024
 /* Bytes read from a raw TCP client at a time (one chunk). */
 #define SOTTO__GW_TCP_READ 32000
 /* Longest event the gateway forwards to a client. */
@@ -131,6 +134,7 @@ typedef struct gw_stream {
     int finish_sent;          /* FINISH sent to the current worker */
     int paused;               /* reading from the client is paused */
     int eof;                  /* TCP: the client sent EOF; never read again */
+    int dropped;              /* TCP: disconnected for not reading */
     int close_code;           /* WS close code to send at the end */
     char close_reason[96];
 

@@ -25,6 +25,9 @@
 #include "server/dialect.h"
 #include "server/gateway.h"
 
+_Static_assert(SOTTO__GW_COMMITTED_BYTES >= SOTTO__DIALECT_MAX_PROMPT,
+               "a client's prompt must fit the stream's prompt buffer whole");
+
 /* Most words a dialect holds for one vosk result or WhisperLive segment;
  * at the limit the words so far are sent as a result or completed segment
  * of their own.  500 words with their times render to about 40 KB, under

@@ -659,11 +659,21 @@ static void on_done(sotto__gateway *g, gw_job *j, const unsigned char *p, size_t
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"))) {
         int status = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "status"));
         const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "message"));
+        const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "code"));
+        static const char *const file_codes[] = { "empty_file", "file_too_large",
+                                                  "unsupported_audio" };
+        const char *param = NULL, *known = NULL;
         if (status < 400 || status > 599 || j->parent != NULL)
             status = 500;     /* a piece the gateway made cannot be the client's fault */
-        job_fail(err_to, status, status == 500 ? NULL : "file",
-                 status == 415 ? "unsupported_audio" : status == 413 ? "file_too_large"
-                 : status == 400 ? "empty_file" : NULL,
+        /* Only codes the gateway knows go out (a worker is not trusted
+         * to write the client's answer): those about the file name it as
+         * the param; invalid_value is about the other fields. */
+        for (size_t i = 0; code != NULL && status != 500 && i < 3; i++)
+            if (strcmp(code, file_codes[i]) == 0)
+                known = file_codes[i], param = "file";
+        if (code != NULL && status == 400 && strcmp(code, "invalid_value") == 0)
+            known = "invalid_value";
+        job_fail(err_to, status, param, known,
                  msg != NULL ? msg : "the transcription failed");
         cJSON_Delete(o);
         return;
@@ -794,7 +804,7 @@ void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot)
             job_free(g, j);
             continue;
         }
-        if (++j->crashes > SOTTO__GW_MAX_STREAM_CRASHES) {
+        if (++j->crashes >= SOTTO__GW_MAX_STREAM_CRASHES) {
             job_fail(j->parent != NULL ? j->parent : j, 500, NULL, "engine_crash",
                      "the engine process died transcribing this file, each time it "
                      "was tried");

@@ -489,7 +489,8 @@ typedef struct wjob {
     int pcm;                  /* the data is s16le 16 kHz mono (a piece
                                * of another job), not a file */
     int pieces;               /* split a long recording into this many */
-    int failed;               /* the file grew past max-upload */
+    int failed;               /* 413: the file grew past max-upload;
+                               * 500: out of memory receiving it */
 } wjob;
 
 /* A recording is split across workers only from this long: shorter ones
@@ -1227,7 +1228,10 @@ static void job_free(wjob *j)
     free(j);
 }
 
-static int job_done_error(worker *w, uint32_t id, int status, const char *msg)
+/* A job's failure: the HTTP status, the OpenAI error code (NULL for none;
+ * the gateway passes on only the codes it knows) and the message. */
+static int job_done_error(worker *w, uint32_t id, int status, const char *code,
+                          const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
 
@@ -1235,6 +1239,8 @@ static int job_done_error(worker *w, uint32_t id, int status, const char *msg)
     if (o != NULL) {
         cJSON_AddBoolToObject(o, "ok", 0);
         cJSON_AddNumberToObject(o, "status", status);
+        if (code != NULL)
+            cJSON_AddStringToObject(o, "code", code);
         cJSON_AddStringToObject(o, "message", msg);
     }
     return send_json(w, SOTTO__IPC_JOB_DONE, id, 0, o);
@@ -1255,7 +1261,7 @@ static int on_job(worker *w, uint32_t id, const unsigned char *p, size_t len)
     }
     if ((j = calloc(1, sizeof *j)) == NULL) {
         cJSON_Delete(o);
-        return job_done_error(w, id, 500, "out of memory");
+        return job_done_error(w, id, 500, NULL, "out of memory");
     }
     j->id = id;
     j->temperature = -1;
@@ -1359,7 +1365,7 @@ static int on_job_data(worker *w, uint32_t id, const unsigned char *p, size_t le
     if (j == NULL || j->id != id || j->failed)
         return 0;
     if (j->n + len > w->c->max_upload) {
-        j->failed = 1;
+        j->failed = 413;
         return 0;
     }
     if (j->n + len > j->cap) {
@@ -1368,7 +1374,7 @@ static int on_job_data(worker *w, uint32_t id, const unsigned char *p, size_t le
         while (cap < j->n + len)
             cap *= 2;
         if ((nb = realloc(j->data, cap)) == NULL) {
-            j->failed = 1;
+            j->failed = 500;
             return 0;
         }
         j->data = nb;
@@ -1438,10 +1444,13 @@ static int on_job_run(worker *w, uint32_t id)
     cJSON *o;
 
     if (j == NULL || j->id != id)
-        return job_done_error(w, id, 500, "the job's file did not reach the engine");
+        return job_done_error(w, id, 500, NULL, "the job's file did not reach the engine");
     w->job = NULL;
     if (j->failed) {
-        rc = job_done_error(w, id, 413, "the file is larger than the upload limit");
+        rc = j->failed == 413
+                 ? job_done_error(w, id, 413, "file_too_large",
+                                  "the file is larger than the upload limit")
+                 : job_done_error(w, id, 500, NULL, "out of memory receiving the file");
         goto done;
     }
     infer_begin(w, id);
@@ -1474,7 +1483,10 @@ static int on_job_run(worker *w, uint32_t id)
     if (rc != 0) {
         status = rc == SOTTO_EEMPTY ? 400 : rc == SOTTO_ETOOLONG ? 413
                  : rc == SOTTO_ENOMEM ? 500 : 415;
-        rc = job_done_error(w, id, status, err);
+        rc = job_done_error(w, id, status,
+                            status == 400   ? "empty_file"
+                            : status == 413 ? "file_too_large"
+                            : status == 415 ? "unsupported_audio" : NULL, err);
         goto done;
     }
     if (j->language[0] != 0)
@@ -1501,8 +1513,13 @@ static int on_job_run(worker *w, uint32_t id)
         goto done;
     }
     if (rc != 0) {
-        rc = job_done_error(w, id, rc == SOTTO_EINVAL || rc == SOTTO_EUNSUPPORTED ? 400
-                                   : rc == SOTTO_ENONFINITE ? 415 : 500, err);
+        /* The request's fields (a language the model does not have, a
+         * prompt it cannot encode), or samples it cannot take. */
+        status = rc == SOTTO_EINVAL || rc == SOTTO_EUNSUPPORTED ? 400
+                 : rc == SOTTO_ENONFINITE ? 415 : 500;
+        rc = job_done_error(w, id, status,
+                            status == 400   ? "invalid_value"
+                            : status == 415 ? "unsupported_audio" : NULL, err);
         goto done;
     }
     o = cJSON_CreateObject();

@@ -1169,9 +1169,10 @@ static int feed_deadline(sotto_stream *s, size_t n, size_t taken)
 
 static int fail_internal(sotto_stream *s, int rc)
 {
-    /* Only allocation failures get here; report and keep the stream. */
+    /* Only allocation failures should get here (the feed checked the
+     * samples); report and keep the stream. */
     emit_simple(s, SOTTO_EVENT_ERROR, stream_time(s, s->n_in), rc,
-                "out of memory");
+                sotto_strerror(rc));
     return refuse(s, rc, "%s", sotto_strerror(rc));
 }
 
@@ -1183,11 +1184,17 @@ int sotto_stream_feed(sotto_stream *s, const float *pcm, ptrdiff_t n,
 
     if ((rc = feed_check(s, pcm, n, sample_rate, &take_n)) != 0)
         return rc;
-    for (size_t i = 0; i < (size_t)n; i++)
+    for (size_t i = 0; i < (size_t)n; i++) {
         if (!isfinite(pcm[i]))
             return refuse(s, SOTTO_ENONFINITE,
                           "sample %zu of this call is %s; the call's audio "
                           "was refused", i, isnan(pcm[i]) ? "NaN" : "infinite");
+        if (fabsf(pcm[i]) > SOTTO_MAX_SAMPLE)
+            return refuse(s, SOTTO_EINVAL,
+                          "sample %zu of this call is %g, beyond the largest "
+                          "magnitude taken (%g; audio is in [-1, 1]); the call's "
+                          "audio was refused", i, (double)pcm[i], (double)SOTTO_MAX_SAMPLE);
+    }
     s->n_fed += (int64_t)take_n;
     s->stats.audio_seconds = (double)s->n_fed / s->p.sample_rate;
     if (take_n > 0 && (rc = take(s, pcm, take_n)) != 0)

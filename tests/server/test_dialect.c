@@ -428,8 +428,100 @@ static void test_request(void)
     CHECK_INT_EQ(sotto__rt_intent_ok(""), 0);
 }
 
+/* Every named limit on a copied field: at the limit it is taken whole,
+ * one byte over it is refused (docs/limits.md). */
+static void test_field_limits(void)
+{
+    static char msg[4 * SOTTO__DIALECT_MAX_PROMPT], text[2 * SOTTO__DIALECT_MAX_PROMPT];
+    sotto__wl_options o;
+    sotto__rt_msg m;
+    unsigned char audio[4];
+    const char *code;
+    char err[200];
+    int n;
+
+    /* WhisperLive: initial_prompt and send_last_n_segments. */
+    memset(text, 'a', SOTTO__DIALECT_MAX_PROMPT);
+    text[SOTTO__DIALECT_MAX_PROMPT] = 0;
+    n = snprintf(msg, sizeof msg, "{\"uid\": \"u\", \"initial_prompt\": \"%s\"}", text);
+    CHECK_INT_EQ(sotto__wl_parse_options(msg, (size_t)n, &o, err, sizeof err), 0);
+    CHECK_INT_EQ((int)strlen(o.prompt), SOTTO__DIALECT_MAX_PROMPT);
+    strcat(text, "a");
+    n = snprintf(msg, sizeof msg, "{\"uid\": \"u\", \"initial_prompt\": \"%s\"}", text);
+    CHECK_INT_EQ(sotto__wl_parse_options(msg, (size_t)n, &o, err, sizeof err), -1);
+    CHECK(strstr(err, "initial_prompt") != NULL);
+    n = snprintf(msg, sizeof msg, "{\"uid\": \"u\", \"send_last_n_segments\": %d}",
+                 SOTTO__DIALECT_MAX_LAST_N);
+    CHECK_INT_EQ(sotto__wl_parse_options(msg, (size_t)n, &o, err, sizeof err), 0);
+    CHECK_INT_EQ(o.last_n, SOTTO__DIALECT_MAX_LAST_N);
+    n = snprintf(msg, sizeof msg, "{\"uid\": \"u\", \"send_last_n_segments\": %d}",
+                 SOTTO__DIALECT_MAX_LAST_N + 1);
+    CHECK_INT_EQ(sotto__wl_parse_options(msg, (size_t)n, &o, err, sizeof err), -1);
+    CHECK(strstr(err, "send_last_n_segments") != NULL);
+
+    /* Realtime: transcription.prompt. */
+    text[SOTTO__DIALECT_MAX_PROMPT] = 0;
+    n = snprintf(msg, sizeof msg, "{\"type\": \"transcription_session.update\", \"session\": "
+                 "{\"input_audio_transcription\": {\"prompt\": \"%s\"}}}", text);
+    CHECK_INT_EQ(sotto__rt_parse(msg, (size_t)n, &m, audio, sizeof audio, &code, err,
+                                 sizeof err), 0);
+    CHECK_INT_EQ((int)strlen(m.prompt), SOTTO__DIALECT_MAX_PROMPT);
+    strcat(text, "a");
+    n = snprintf(msg, sizeof msg, "{\"type\": \"transcription_session.update\", \"session\": "
+                 "{\"input_audio_transcription\": {\"prompt\": \"%s\"}}}", text);
+    CHECK_INT_EQ(sotto__rt_parse(msg, (size_t)n, &m, audio, sizeof audio, &code, err,
+                                 sizeof err), -1);
+    CHECK(strstr(err, "prompt") != NULL);
+    CHECK_STR_EQ(code, "invalid_value");
+
+    /* Realtime: an event_id is echoed up to its limit, and not at all
+     * beyond it (it is not the client's any more once cut). */
+    memset(text, 'e', SOTTO__RT_MAX_EVENT_ID);
+    text[SOTTO__RT_MAX_EVENT_ID] = 0;
+    n = snprintf(msg, sizeof msg, "{\"type\": \"input_audio_buffer.clear\", "
+                 "\"event_id\": \"%s\"}", text);
+    CHECK_INT_EQ(sotto__rt_parse(msg, (size_t)n, &m, audio, sizeof audio, &code, err,
+                                 sizeof err), 0);
+    CHECK_STR_EQ(m.event_id, text);
+    strcat(text, "e");
+    n = snprintf(msg, sizeof msg, "{\"type\": \"input_audio_buffer.clear\", "
+                 "\"event_id\": \"%s\"}", text);
+    CHECK_INT_EQ(sotto__rt_parse(msg, (size_t)n, &m, audio, sizeof audio, &code, err,
+                                 sizeof err), 0);
+    CHECK_STR_EQ(m.event_id, "");
+    /* The decoded audio's capacity. */
+    CHECK_INT_EQ(sotto__rt_parse(S("{\"type\": \"input_audio_buffer.append\", "
+                                   "\"audio\": \"AAECAwQ=\"}"),
+                                 &m, audio, sizeof audio, &code, err, sizeof err), -1);
+    CHECK_STR_EQ(code, "audio_too_large");
+
+    /* Wyoming: the event type's length. */
+    {
+        sotto__wy_reader r;
+        sotto__wy_event ev = { 0 };
+        memset(text, 't', SOTTO__WY_MAX_TYPE);
+        text[SOTTO__WY_MAX_TYPE] = 0;
+        n = snprintf(msg, sizeof msg, "{\"type\": \"%s\"}\n", text);
+        sotto__wy_reader_init(&r, 1024);
+        CHECK_INT_EQ(sotto__wy_reader_push(&r, msg, (size_t)n), 0);
+        CHECK_INT_EQ(sotto__wy_next(&r, &ev, err, sizeof err), 1);
+        CHECK_STR_EQ(ev.type, text);
+        sotto__wy_event_clear(&ev);
+        sotto__wy_reader_free(&r);
+        strcat(text, "t");
+        n = snprintf(msg, sizeof msg, "{\"type\": \"%s\"}\n", text);
+        sotto__wy_reader_init(&r, 1024);
+        CHECK_INT_EQ(sotto__wy_reader_push(&r, msg, (size_t)n), 0);
+        CHECK_INT_EQ(sotto__wy_next(&r, &ev, err, sizeof err), -1);
+        CHECK(strstr(err, "type") != NULL);
+        sotto__wy_event_clear(&ev);
+        sotto__wy_reader_free(&r);
+    }
+}
+
 int main(void)
 {
+    test_field_limits();
     test_native();
     test_request();
     test_rest();

@@ -69,6 +69,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import wave
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -689,13 +691,33 @@ def test_g_openai_rest():
                 return e.status_code, e.response.headers.get("retry-after"), e.body
             return 200, None, None
         st = status_of(lambda: c.audio.transcriptions.create(model="x", file=("e.wav", b"")))
-        check("g rest: an empty file is 400", st[0] == 400, str(st))
+        check("g rest: an empty file is 400 empty_file", st[0] == 400 and st[2] and
+              st[2].get("code") == "empty_file", str(st))
         st = status_of(lambda: c.audio.transcriptions.create(
             model="x", file=("e.wav", b"RIFF this is not audio" * 20)))
-        check("g rest: undecodable audio is 415", st[0] == 415, str(st))
+        check("g rest: undecodable audio is 415 unsupported_audio", st[0] == 415 and st[2] and
+              st[2].get("code") == "unsupported_audio" and st[2].get("param") == "file",
+              str(st))
         st = status_of(lambda: c.audio.transcriptions.create(
             model="x", file=("big.wav", data + bytes(4 << 20))))
-        check("g rest: a file over --max-upload is 413", st[0] == 413, str(st))
+        check("g rest: a file over --max-upload is 413 file_too_large", st[0] == 413 and
+              st[2] and st[2].get("code") == "file_too_large", str(st))
+        # Decoded, but the engine refuses a field: not a file error.
+        st = status_of(lambda: create(language="de"))
+        check("g rest: a language the model lacks is 400 invalid_value",
+              st[0] == 400 and st[2] and st[2].get("code") == "invalid_value" and
+              st[2].get("param") is None and "English-only" in st[2].get("message", ""),
+              str(st))
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.http}/v1/audio/transcriptions",
+                                     data=b'{"file": "x"}', method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=20)
+            st = (200, None)
+        except urllib.error.HTTPError as e:
+            st = (e.code, json.loads(e.read() or b"{}"))
+        check("g rest: a body that is not multipart/form-data is 400",
+              st[0] == 400 and "multipart" in json.dumps(st[1]), str(st))
         st = status_of(lambda: create(response_format="xml"))
         check("g rest: a bad field is 400 naming it",
               st[0] == 400 and st[2] and st[2].get("param") == "response_format", str(st))

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "server/ipc.h"
+#include "server/worker.h"
 
 /* The reader's largest allocation (ipc.c): a 16-byte prefix, an
  * incomplete message and one push of at most a maximal message. */
@@ -465,8 +466,84 @@ static void test_pipe(void)
     close(pf[1]);
 }
 
+/* One OPEN with a single field set to v (JSON text): 0 or -1; on -1 the
+ * message must name the field. */
+static int open_with(const char *field, const char *v)
+{
+    static char json[3 * SOTTO__WORKER_MAX_PROMPT + 64 * SOTTO__WORKER_MAX_RESUME_WORDS];
+    sotto__worker_open o;
+    char err[256];
+    int n = snprintf(json, sizeof json, "{\"%s\": %s}", field, v), rc;
+
+    sotto__worker_open_init(&o);
+    err[0] = 0;
+    rc = sotto__worker_parse_open(json, (size_t)n, &o, err, sizeof err);
+    if (rc != 0 && strstr(err, field) == NULL) {
+        fprintf(stderr, "test_ipc: the error for %s does not name it: %s\n", field, err);
+        rc = -2;
+    }
+    sotto__worker_open_free(&o);
+    return rc;
+}
+
+/* Every limit of worker.h on an OPEN field: at it, taken; beyond, refused
+ * with a message naming the field (docs/limits.md). */
+static void test_open_limits(void)
+{
+    static char v[3 * SOTTO__WORKER_MAX_PROMPT + 64 * SOTTO__WORKER_MAX_RESUME_WORDS];
+    char num[64];
+    size_t n;
+
+    v[0] = '"';
+    memset(v + 1, 'p', SOTTO__WORKER_MAX_PROMPT);
+    memcpy(v + 1 + SOTTO__WORKER_MAX_PROMPT, "\"", 2);
+    CHECK_INT_EQ(open_with("prompt", v), 0);
+    memcpy(v + 1 + SOTTO__WORKER_MAX_PROMPT, "p\"", 3);   /* one byte more */
+    CHECK_INT_EQ(open_with("prompt", v), -1);
+
+    CHECK_INT_EQ(open_with("language", "\"abcdefghijklmno\""), 0);    /* 15 */
+    CHECK_INT_EQ(open_with("language", "\"abcdefghijklmnop\""), -1);  /* 16 */
+
+    snprintf(num, sizeof num, "%.0f", SOTTO__WORKER_MAX_TIME);
+    CHECK_INT_EQ(open_with("time_offset", num), 0);
+    snprintf(num, sizeof num, "%.0f", SOTTO__WORKER_MAX_TIME + 1);
+    CHECK_INT_EQ(open_with("time_offset", num), -1);
+    CHECK_INT_EQ(open_with("time_offset", "-1"), -1);
+    snprintf(num, sizeof num, "%d", SOTTO__WORKER_MAX_SKIP);
+    CHECK_INT_EQ(open_with("skip", num), 0);
+    snprintf(num, sizeof num, "%d", SOTTO__WORKER_MAX_SKIP + 1);
+    CHECK_INT_EQ(open_with("skip", num), -1);
+    snprintf(num, sizeof num, "%d", SOTTO__WORKER_MAX_UTTERANCE);
+    CHECK_INT_EQ(open_with("first_utterance", num), 0);
+    snprintf(num, sizeof num, "%d", SOTTO__WORKER_MAX_UTTERANCE + 1);
+    CHECK_INT_EQ(open_with("first_utterance", num), -1);
+    CHECK_INT_EQ(open_with("rate", "8000"), 0);
+    CHECK_INT_EQ(open_with("rate", "7999"), -1);
+    CHECK_INT_EQ(open_with("rate", "192001"), -1);
+
+    /* resume_words: the count, and the length of one word's text. */
+    for (int words = SOTTO__WORKER_MAX_RESUME_WORDS; words <= SOTTO__WORKER_MAX_RESUME_WORDS + 1;
+         words++) {
+        n = 0;
+        v[n++] = '[';
+        for (int i = 0; i < words; i++)
+            n += (size_t)snprintf(v + n, sizeof v - n, "%s{\"text\": \" w\", \"start\": %d, "
+                                  "\"end\": %d}", i ? "," : "", i, i);
+        snprintf(v + n, sizeof v - n, "]");
+        CHECK_INT_EQ(open_with("resume_words", v), words > SOTTO__WORKER_MAX_RESUME_WORDS ? -1 : 0);
+    }
+    for (int len = SOTTO__WORKER_MAX_WORD; len <= SOTTO__WORKER_MAX_WORD + 1; len++) {
+        n = (size_t)snprintf(v, sizeof v, "[{\"text\": \"");
+        memset(v + n, 'w', (size_t)len);
+        snprintf(v + n + (size_t)len, sizeof v - n - (size_t)len,
+                 "\", \"start\": 0, \"end\": 1}]");
+        CHECK_INT_EQ(open_with("resume_words", v), len > SOTTO__WORKER_MAX_WORD ? -1 : 0);
+    }
+}
+
 int main(void)
 {
+    test_open_limits();
     test_names_and_check();
     test_pack();
     test_roundtrip_socketpair();

@@ -208,6 +208,10 @@ static void test_bad_input(const sotto_model *m)
     CHECK(strstr(sotto_stream_error(s), "NaN") != NULL);
     bad[700] = INFINITY;
     CHECK_INT_EQ(sotto_stream_feed(s, bad, 1600, SOTTO_SAMPLE_RATE), SOTTO_ENONFINITE);
+    /* Loud but finite: up to SOTTO_MAX_SAMPLE is audio, beyond it is not. */
+    bad[700] = -(SOTTO_MAX_SAMPLE + 1.0f);
+    CHECK_INT_EQ(sotto_stream_feed(s, bad, 1600, 0), SOTTO_EINVAL);
+    CHECK(strstr(sotto_stream_error(s), "sample 700") != NULL);
     CHECK_INT_EQ(sotto_stream_feed(s, jfk, 0, 0), 0);
     /* The refused calls took nothing: the stream transcribes jfk whole. */
     stream_all(s, jfk, jfk_n, 16000, &r);
