@@ -35,6 +35,8 @@ python3 tests/server/test_serve.py --sotto "$SOTTO" --model "$MODEL" --shared "$
 python3 tests/server/test_dialects.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # The API key and TLS.
 python3 tests/server/test_security.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
+# Limits on what a client sends, at and just past each (docs/limits.md).
+python3 tests/server/test_limits.py --sotto "$SOTTO" --model "$MODEL" --shared "$SHARED" $QUICK
 # A quick run of the fault-injection suite (`make chaos` runs it for 30
 # minutes); a build without fault injection skips the crash and hang
 # inside inference.

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `sotto serve`'s limits on what a client sends, each
+at its value and just past it (docs/limits.md lists every limit and the
+test that checks it; the limits checked elsewhere are not repeated here).
+
+Usage:
+    test_limits.py --sotto build/sotto --model DIR --shared ../shared
+                   [--quick] [--only a,b] [--verbose] [--server-log]
+
+The server is started, watched and stopped by test_serve.py's Server class
+(real processes on ephemeral loopback ports, the real model).
+
+Tests:
+  a  text messages: a native config of exactly SOTTO__SERVE_MAX_CONTROL
+     (4096) bytes is taken and the stream transcribes; one byte more gets
+     close 1009; on a server with --max-frame 64K, a Realtime append at its
+     own limit (64K / 3 * 4 + 4096 bytes) is taken, one past it gets 1009
+  b  --max-stream-seconds 3: a WebSocket stream of jfk.wav gets the words
+     of its first 3 s, then close 1008 "maximum stream duration reached";
+     a raw TCP stream gets its lines, none past 3 s, then EOF
+  c  float samples: a pcm_f32le stream with one sample beyond
+     SOTTO_MAX_SAMPLE (1000) gets an error event naming the sample (not
+     "out of memory"), and the stream goes on to the JFK sentence
+  d  with --api-key, an Authorization header longer than the server reads
+     (SOTTO__SERVE_MAX_KEY + 256 bytes) counts as absent: 401; the same key
+     with a few trailing spaces is taken
+
+Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
+Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
+"""
+import base64
+import json
+import os
+import signal
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import test_serve as ts  # noqa: E402
+from test_serve import check, textnorm  # noqa: E402
+
+IMPORT_ERROR = ts.IMPORT_ERROR
+try:
+    import numpy as np
+except ImportError as e:  # pragma: no cover
+    IMPORT_ERROR = IMPORT_ERROR or f"{e} (pip install numpy)"
+
+JFK_REF = ("And so my fellow Americans, ask not what your country can do for "
+           "you, ask what you can do for your country.")
+MAX_CONTROL = 4096          # SOTTO__SERVE_MAX_CONTROL, src/server/server.h
+MAX_KEY = 255               # SOTTO__SERVE_MAX_KEY
+MAX_SAMPLE = 1000.0         # SOTTO_MAX_SAMPLE, include/sotto.h
+KEY = "limits-Key_0123456789"
+
+
+def padded_config(size):
+    """A native config message of exactly size bytes (spaces pad it)."""
+    head = json.dumps({"type": "config", "format": "pcm_s16le", "sample_rate": 16000})
+    assert head.endswith("}")
+    return head[:-1] + " " * (size - len(head)) + "}"
+
+
+def test_a_text_messages():
+    pcm = ts.jfk_pcm()
+    srv = ts.Server(["--max-frame", "65536"], name="a")
+    try:
+        msg = padded_config(MAX_CONTROL)
+        check("a: the config is exactly the limit", len(msg.encode()) == MAX_CONTROL)
+        run = ts.WSRun(srv.http)
+        run.send(msg)
+        for off in range(0, len(pcm), 16000):
+            run.send(pcm[off:off + 16000])
+        run.send(json.dumps({"type": "finish"}))
+        run.wait(120)
+        check("a native: a 4096-byte config is taken, the stream transcribes, close 1000",
+              run.close_code == 1000 and not run.of("error") and
+              ts.wer(JFK_REF, run.final_text()) <= 0.1,
+              f"{run.close_code} {run.of('error')[:2]} {run.final_text()!r}")
+        run = ts.WSRun(srv.http)
+        run.send(padded_config(MAX_CONTROL + 1))
+        run.wait(20)
+        check("a native: a 4097-byte text message gets close 1009",
+              run.close_code == 1009, f"{run.close_code} {run.close_reason!r}")
+
+        # Realtime's text messages carry base64 audio: their limit is the
+        # binary one's in base64, plus a control message's worth.
+        limit = 65536 // 3 * 4 + MAX_CONTROL
+        for size, want in ((limit, None), (limit + 1, 1009)):
+            ws = ts.ws_connect(f"ws://127.0.0.1:{srv.http}/v1/realtime?intent=transcription",
+                               max_size=None, proxy=None, ping_interval=None)
+            ws.recv(10)     # session.created
+            head = '{"type": "input_audio_buffer.append", "audio": "'
+            body = base64.b64encode(bytes(48000)).decode()
+            # Spaces before the closing brace bring it to exactly size.
+            text = head + body + '"' + " " * (size - len(head) - len(body) - 2) + "}"
+            code, errors = None, []
+            try:
+                ws.send(text)
+                ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+                while True:
+                    m = json.loads(ws.recv(10))
+                    if m.get("type") == "error":
+                        errors.append(m)
+                    if m.get("type") == "input_audio_buffer.cleared":
+                        break
+            except ts.ConnectionClosed as e:
+                code = e.rcvd.code if e.rcvd is not None else 1006
+            except TimeoutError:
+                code = "timeout"
+            ws.close()
+            if want is None:
+                check(f"a realtime: a {size}-byte append (the limit) is taken",
+                      code is None and not errors and len(text) == size, f"{code} {errors}")
+            else:
+                check(f"a realtime: a {size}-byte append gets close 1009", code == 1009,
+                      f"{code} {errors}")
+    finally:
+        srv.stop()
+
+
+def test_b_max_stream_seconds():
+    pcm = ts.jfk_pcm()
+    srv = ts.Server(["--max-stream-seconds", "3"], name="b")
+    try:
+        run = ts.ws_stream(srv.http, pcm, {"format": "pcm_s16le", "sample_rate": 16000},
+                           32000, frame_s=0.5)
+        finals = run.of("final")
+        last_end = max((f.get("end", 0) for f in finals), default=0)
+        check("b ws: close 1008 'maximum stream duration reached'",
+              run.close_code == 1008 and run.close_reason == "maximum stream duration reached",
+              f"{run.close_code} {run.close_reason!r}")
+        words = textnorm.words(run.final_text())
+        check("b ws: the words of the first 3 s, none later",
+              "fellow" in words and last_end <= 3.3 and "country" not in words,
+              f"{run.final_text()!r} last end {last_end}")
+        lines, state = ts.tcp_stream(srv.tcp, pcm)
+        ends = [int(ln.split()[1]) for ln in lines if len(ln.split()) >= 3]
+        check("b tcp: lines for the first 3 s, none later, then EOF",
+              state["eof"] and ends and max(ends) <= 3300, f"{lines} {state}")
+    finally:
+        srv.stop()
+
+
+def test_c_loud_float():
+    x = ts.load_wav(os.path.join(ts.ARGS.shared, "audio", ts.JFK))
+    # 1 s of silence first, with the bad sample in it: the frame it is in
+    # (0.5 s) is refused whole, and nothing is lost but silence.
+    f32 = np.concatenate([np.zeros(16000, "<f4"), x.astype("<f4") / 32768.0])
+    f32[4000] = -(MAX_SAMPLE + 1.0)
+    srv = ts.Server(name="c")
+    try:
+        run = ts.ws_stream(srv.http, f32.tobytes(),
+                           {"format": "pcm_f32le", "sample_rate": 16000}, 64000,
+                           frame_s=0.5, sample_bytes=4)
+        errs = run.of("error")
+        check("c: one error event naming the sample, not 'out of memory'",
+              len(errs) == 1 and "1001" in errs[0].get("message", "") and
+              "memory" not in errs[0].get("message", ""), str(errs))
+        check("c: the stream goes on to the JFK sentence, close 1000",
+              run.close_code == 1000 and ts.wer(JFK_REF, run.final_text()) <= 0.1,
+              f"{run.close_code} {run.final_text()!r}")
+    finally:
+        srv.stop()
+
+
+def test_d_authorization_length():
+    srv = ts.Server(["--api-key", KEY], name="d", ready_headers={
+        "Authorization": f"Bearer {KEY}"})
+    try:
+        def status(value):
+            return ts.http_get(srv.http, "/v1/models", headers={"Authorization": value})[0]
+        readable = MAX_KEY + 256 - 1      # bytes the server copies, less its NUL
+        value = f"Bearer {KEY}"
+        check("d: the key with trailing spaces, within what is read, is taken",
+              status(value + " " * (readable - len(value))) == 200)
+        check("d: a header one byte longer than what is read counts as absent: 401",
+              status(value + " " * (readable - len(value) + 1)) == 401)
+    finally:
+        srv.stop()
+
+
+TESTS = [("a", test_a_text_messages), ("b", test_b_max_stream_seconds),
+         ("c", test_c_loud_float), ("d", test_d_authorization_length)]
+
+
+def main():
+    ts.parse_args(__doc__)
+    if IMPORT_ERROR:
+        print(f"test_limits: {IMPORT_ERROR}", file=sys.stderr)
+        return 2
+    path = os.path.join(ts.ARGS.shared, "audio", ts.JFK)
+    ts.AUDIO[ts.JFK] = (ts.load_wav(path), JFK_REF)
+    ts.set_subreaper()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    return ts.run_tests(TESTS, ts.ARGS.only, "test_limits")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
