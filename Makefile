@@ -74,7 +74,7 @@ TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(TEST_BIN:=.d)
 
 .SECONDARY:
-.PHONY: all test unit-test e2e-test bench fuzz chaos tsan clean
+.PHONY: all test unit-test e2e-test bench fuzz chaos soak tsan clean
 all: $(BUILD)/sotto $(BUILD)/libsotto.a
 
 $(BUILD)/%.o: %.c
@@ -152,6 +152,20 @@ bench: all
 	python3 bench/serve_bench.py --sotto $(BUILD)/sotto \
 	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
 	    --shared "$${SOTTO_SHARED:-../shared}"
+
+# Load and soak (tests/server/soak.py): SOAK_SECONDS at SOAK_STREAMS
+# concurrent real-time streams (the capacity bench/serve_bench.py measured
+# on the 2-core machine), then SOAK_OVERLOAD seconds at twice that; the
+# report goes to build/artifacts/soak-report.json.
+SOAK_SECONDS  ?= 1800
+SOAK_OVERLOAD ?= 300
+SOAK_STREAMS  ?= 4
+soak: all
+	python3 tests/server/soak.py --sotto $(BUILD)/sotto \
+	    --model "$${SOTTO_MODEL:-$$($(BUILD)/sotto model path tiny.en)}" \
+	    --shared "$${SOTTO_SHARED:-../shared}" --duration $(SOAK_SECONDS) \
+	    --overload $(SOAK_OVERLOAD) --streams $(SOAK_STREAMS) \
+	    --report build/artifacts/soak-report.json
 
 # ThreadSanitizer on the threaded parts, in a build of its own (clang, so
 # that OpenMP is LLVM's libomp and its Archer tool tells TSan about the
