@@ -93,24 +93,27 @@ def log(msg):
 # ---- tracked clients --------------------------------------------------------
 
 class Outcome:
-    def __init__(self, name, status, text, t0, t1):
+    def __init__(self, name, status, text, t0, t1, sid=None):
         self.name, self.status, self.text, self.t0, self.t1 = name, status, text, t0, t1
+        self.sid = sid      # the server's stream id (WebSocket: from "ready")
 
 
 def stream_ws(port, pcm, stop):
-    """Streams pcm over the native protocol: (status, text)."""
-    finals, code = [], [None]
+    """Streams pcm over the native protocol: (status, text, stream id)."""
+    finals, code, sid = [], [None], [None]
     try:
         ws = ws_connect(f"ws://127.0.0.1:{port}/v1/stream", open_timeout=10,
                         close_timeout=5, max_size=None)
     except Exception:  # noqa: BLE001
-        return "refused", ""
+        return "refused", "", None
     done = threading.Event()
 
     def reader():
         try:
             for m in ws:
                 ev = json.loads(m)
+                if ev.get("type") == "ready":
+                    sid[0] = ev.get("stream")
                 if ev.get("type") == "final":
                     finals.append(ev["text"])
         except ConnectionClosed:
@@ -141,7 +144,7 @@ def stream_ws(port, pcm, stop):
     c = code[0]
     status = ("stopped" if stopped else "completed" if c == 1000 else
               "refused" if c == 1013 else "draining" if c == 1001 else "dropped")
-    return status, "".join(finals)
+    return status, "".join(finals), sid[0]
 
 
 def stream_tcp(port, pcm, stop):
@@ -149,7 +152,7 @@ def stream_tcp(port, pcm, stop):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
     except OSError:
-        return "refused", ""
+        return "refused", "", None
     lines, buf, ok, stopped = [], b"", False, False
     step = int(ts.RATE * CHUNK_S) * 2
     try:
@@ -175,7 +178,7 @@ def stream_tcp(port, pcm, stop):
         parts = line.split(" ", 2)
         if len(parts) == 3:
             lines.append(parts[2])
-    return ("stopped" if stopped else "completed" if ok else "dropped"), " ".join(lines)
+    return ("stopped" if stopped else "completed" if ok else "dropped"), " ".join(lines), None
 
 
 class Tracked(threading.Thread):
@@ -193,10 +196,10 @@ class Tracked(threading.Thread):
             pcm = ts.AUDIO[name][0].tobytes()
             t0 = now()
             if self.tcp and self.srv.tcp > 0:
-                status, text = stream_tcp(self.srv.tcp, pcm, self.stop)
+                status, text, sid = stream_tcp(self.srv.tcp, pcm, self.stop)
             else:
-                status, text = stream_ws(self.srv.http, pcm, self.stop)
-            self.outcomes.append(Outcome(name, status, text, t0, now()))
+                status, text, sid = stream_ws(self.srv.http, pcm, self.stop)
+            self.outcomes.append(Outcome(name, status, text, t0, now(), sid))
             if status == "completed":
                 k += 1
             else:
@@ -560,7 +563,7 @@ def baseline(srv, names, k):
                     return
                 name = todo.pop()
             for _ in range(3):
-                status, text = stream_ws(srv.http, ts.AUDIO[name][0].tobytes(),
+                status, text, _ = stream_ws(srv.http, ts.AUDIO[name][0].tobytes(),
                                          threading.Event())
                 if status == "completed":
                     with lock:
@@ -698,7 +701,7 @@ def main():
                 not any(o.t0 <= t <= o.t1 + 1 for t in ctx.gateway_kills)]
         lost = added = 0
         ref_words = err_chaos = err_base = 0.0
-        worst = []
+        worst, short = [], []
         for o in done:
             if o.name not in base:
                 continue
@@ -715,6 +718,14 @@ def main():
             err_base += ts.wer(ref, base[o.name]) * n
             if lo or ad:
                 worst.append((lo + ad, o.name, o.text, base[o.name]))
+            if lo >= 3:
+                # A stream short of several words: keep what the server
+                # said about it (WebSocket streams; TCP ones by time).
+                pat = f"stream={o.sid}:" if o.sid is not None else None
+                short.append({"name": o.name, "lost": lo, "text": o.text,
+                              "baseline": base[o.name], "stream": o.sid,
+                              "from_s": round(o.t0, 1), "to_s": round(o.t1, 1),
+                              "log": [ln for ln in srv.log() if pat and pat in ln][-80:]})
         wer_chaos = err_chaos / ref_words if ref_words else 1.0
         wer_base = err_base / ref_words if ref_words else 1.0
         dropped = sum(o.status == "dropped" for c in clients for o in c.outcomes)
@@ -730,7 +741,7 @@ def main():
             "streams_completed": len(done), "streams_dropped": dropped,
             "streams_refused": refused,
             "wer_chaos": round(wer_chaos, 4), "wer_baseline": round(wer_base, 4),
-            "words_lost": lost, "words_added": added,
+            "words_lost": lost, "words_added": added, "short_streams": short,
             "worker_restarts": mt.get("sotto_worker_restarts_total", 0),
             "watchdog_kills": mt.get("sotto_watchdog_kills_total", 0),
             "stream_recoveries": mt.get("sotto_stream_recoveries_total", 0),
