@@ -29,7 +29,11 @@ Measured:
             - t0 - the word's end; p50, p90 and p99 per 5-minute window of
             the soak (1 minute with --quick) and over each phase;
   RSS and open fds of every server process (supervisor, gateway, each
-            worker) after the warm-up and after the soak, once idle;
+            worker) every 30 s under load, and idle at two points: after
+            the first window of the soak (a worker's buffers reach their
+            working size only once it has run a long stream, which takes
+            minutes; the clients pause until the server is idle) and after
+            the soak; the check compares those two;
   errors    error events, closes other than 1000, refused or failed
             connections during the soak; in the overload, refusals that
             are not close 1013 (or 503 for REST);
@@ -212,7 +216,8 @@ def rest_probe(port, data):
         return None
 
 
-def run_phase(srv, names, rng, n, seconds, phase, results, lock, rest_every=None):
+def run_phase(srv, names, rng, n, seconds, phase, results, lock, rest_every=None,
+              samples=None):
     phase_box = [phase]
     clients = [Client(srv.http, names, random.Random(rng.random()), phase_box, results, lock)
                for _ in range(n)]
@@ -222,8 +227,12 @@ def run_phase(srv, names, rng, n, seconds, phase, results, lock, rest_every=None
     rest = []
     t_end = time.monotonic() + seconds
     next_rest = time.monotonic() + (rest_every or 0)
+    next_sample = time.monotonic()
     while time.monotonic() < t_end:
         time.sleep(1.0)
+        if samples is not None and time.monotonic() >= next_sample:
+            samples.append((now(), usage(srv)))
+            next_sample += 30.0
         if rest_every and time.monotonic() >= next_rest:
             with open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb") as f:
                 rest.append(rest_probe(srv.http, f.read()))
@@ -282,10 +291,17 @@ def main():
         log("warm-up")
         run_phase(srv, names, rng, n, warmup, "warmup", results, lock)
         ts.wait_streams_idle(srv, 60)
-        before = usage(srv)
-        log(f"soak: usage after warm-up {before}")
+        log(f"soak: usage after warm-up {usage(srv)}")
         t_soak = now()
-        run_phase(srv, names, rng, n, duration, "soak", results, lock)
+        samples = []
+        first = min(window, duration / 2)
+        run_phase(srv, names, rng, n, first, "soak", results, lock, samples=samples)
+        ts.wait_streams_idle(srv, 60)
+        time.sleep(2.0)
+        before = usage(srv)
+        log(f"soak: usage after {first:.0f} s, idle: {before}")
+        run_phase(srv, names, rng, n, duration - first, "soak", results, lock,
+                  samples=samples)
         ts.wait_streams_idle(srv, 60)
         time.sleep(2.0)
         after = usage(srv)
@@ -309,6 +325,7 @@ def main():
         ol_lat = [v for r in admitted for _, v in r["lat"]]
         report.update({
             "usage_before": before, "usage_after": after, "windows": windows,
+            "usage_samples": [{"t_s": round(t - t_soak), "usage": u} for t, u in samples],
             "soak": {"streams": len(soak), "errors": len(errors),
                      "error_samples": [{k: r[k] for k in ("name", "code", "why", "errors")}
                                        for r in errors[:10]],
@@ -330,6 +347,7 @@ def main():
         print(f"\nsoak: {len(soak)} streams, {len(errors)} errors, {len(soak_lat)} words, "
               f"p50/p90/p99 {pct(soak_lat, 50):.2f}/{pct(soak_lat, 90):.2f}/"
               f"{pct(soak_lat, 99):.2f} s, mean WER {report['soak']['mean_wer']:.3f}")
+        print(f"\nRSS and fds, idle: after the first {first:.0f} s of the soak, and after it")
         print("| process | RSS before (MiB) | RSS after (MiB) | growth | fds before | fds after |")
         print("|---|---:|---:|---:|---:|---:|")
         for role in sorted(before):
