@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <cjson/cJSON.h>
@@ -1306,6 +1307,36 @@ static int dialect_vhost(sotto__gateway *g, const char *name, int port,
     return 0;
 }
 
+/*
+ * How many descriptors libwebsockets may use: the soft limit, raised to
+ * the hard one first (a server with many clients needs them, as nginx's
+ * worker_rlimit_nofile does), less SOTTO__GW_FD_RESERVE.  When its table
+ * is full, libwebsockets stops accepting until a connection ends, so a
+ * flood of connections waits in the backlog instead of running the
+ * process out of descriptors.  0 (libwebsockets' default) when the limit
+ * is unknown or infinite.
+ */
+static unsigned fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1u << 20)
+        return 0;
+    if (rl.rlim_cur < 2 * SOTTO__GW_FD_RESERVE) {
+        sotto__log(SOTTO_LOG_WARN, 0, "only %lu file descriptors (ulimit -n); "
+                   "few clients can connect", (unsigned long)rl.rlim_cur);
+        return (unsigned)rl.rlim_cur / 2;
+    }
+    return (unsigned)(rl.rlim_cur - SOTTO__GW_FD_RESERVE);
+}
+
 int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
 {
     struct lws_context_creation_info info;
@@ -1322,6 +1353,7 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     g->ctl = ctl;
     g->life = life;
     g->tcp_listen_fd = g->wy_listen_fd = -1;
+    g->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
     memset(&info, 0, sizeof info);
@@ -1332,6 +1364,7 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     info.uid = -1;
     info.gid = -1;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    info.fd_limit_per_thread = fd_limit();
     if ((g->ctx = lws_create_context(&info)) == NULL) {
         sotto__log(SOTTO_LOG_ERROR, 0, "cannot create the event loop");
         goto fail;
@@ -1418,6 +1451,8 @@ fail:
         sotto__ipc_reader_free(&g->workers[i].rd);
         free(g->workers[i].out);
     }
+    if (g->spare_fd >= 0)
+        close(g->spare_fd);
     free(g);
     return rc;
 }

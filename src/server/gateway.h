@@ -56,6 +56,11 @@
 #define SOTTO__GW_MAX_STREAM_CRASHES 2
 /* Seconds of audio kept before the stream's retained_from (see on_ack). */
 #define SOTTO__GW_REPLAY_MARGIN 0.1
+/* Descriptors the gateway keeps out of libwebsockets' reach: its table of
+ * connections holds the fd limit less these, so that accepting stops
+ * (connections wait in the listen backlog) before the process runs out,
+ * while files, pipes and the crash file still open. */
+#define SOTTO__GW_FD_RESERVE 32
 /* Period of the watchdog and flow-control tick. */
 #define SOTTO__GW_TICK_US 100000
 
@@ -262,6 +267,8 @@ struct sotto__gateway {
     struct lws_vhost *vh_vosk, *vh_wl;   /* the dialects' own ports */
     int http_port, tcp_port, vosk_port, wl_port;
     int tcp_listen_fd, wy_listen_fd;
+    int spare_fd;             /* /dev/null, given up to accept and close a
+                               * raw TCP connection when out of fds */
     struct lws *tcp_listen_wsi, *wy_listen_wsi;
     int wy_port;
     /* From the workers' READY: what /info-style answers describe. */

@@ -861,6 +861,23 @@ void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl
         struct lws *wsi;
         gw_stream *s;
 
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && g->spare_fd >= 0) {
+            /* Out of descriptors: the connection would stay in the backlog
+             * and the listener readable, the loop spinning on it.  Give
+             * up the spare one to accept it and close it at once (the
+             * client sees the connection end), then take the spare back. */
+            close(g->spare_fd);
+            fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0)
+                close(fd);
+            g->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return;
+            sotto__gw_count_refusal(g, dl != NULL ? dl->proto : GW_PROTO_TCP, "fd_limit");
+            sotto__log(SOTTO_LOG_WARN, 0, "%s connection refused: out of file descriptors "
+                       "(ulimit -n)", dl ? dl->name : "tcp");
+            continue;
+        }
         if (fd < 0)
             return;
         if (!sotto__gw_admit(g, &why)) {
@@ -884,8 +901,18 @@ void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl
         u.filefd = fd;
         wsi = lws_adopt_descriptor_vhost(g->vh_http, LWS_ADOPT_RAW_FILE_DESC, u,
                                          "sotto-tcp", NULL);
-        if (wsi == NULL)
-            continue;   /* lws closed fd */
+        if (wsi == NULL) {
+            /* libwebsockets closes a descriptor it fails to adopt on some
+             * paths but not when its table is full ("no space for new
+             * conn", the descriptor limit): close it if it is still open
+             * (nothing else opens one in between: one thread). */
+            if (fcntl(fd, F_GETFD) != -1)
+                close(fd);
+            sotto__gw_count_refusal(g, dl != NULL ? dl->proto : GW_PROTO_TCP, "fd_limit");
+            sotto__log(SOTTO_LOG_WARN, 0, "%s connection refused: no room for another "
+                       "connection (file descriptors, ulimit -n)", dl ? dl->name : "tcp");
+            continue;
+        }
         if ((s = sotto__gw_stream_new(g, GW_TCP, wsi, dl)) == NULL) {
             lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
             continue;

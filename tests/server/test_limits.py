@@ -24,15 +24,20 @@ Tests:
   d  with --api-key, an Authorization header longer than the server reads
      (SOTTO__SERVE_MAX_KEY + 256 bytes) counts as absent: 401; the same key
      with a few trailing spaces is taken
+  e  descriptors (ulimit -n 64): 120 idle connections to the HTTP and raw
+     TCP ports do not make the gateway spin, crash or leak: it stays the
+     same process, uses under half a CPU while they are held, and once they
+     are gone it answers /health and streams the JFK sentence
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
 import base64
 import json
+import time
 import os
 import signal
-import struct
+import socket
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -180,8 +185,57 @@ def test_d_authorization_length():
         srv.stop()
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_e_descriptors():
+    srv = ts.Server(["--max-streams", "4"], name="e", nofile=64)
+    held = []
+    try:
+        gw = srv.gateway_pid()
+        _, fds0, _ = ts.group_usage(srv)
+        for port in [srv.http] * 60 + [srv.tcp] * 60:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                held.append(s)
+            except OSError:
+                pass       # a full backlog may refuse some: that is fine
+        time.sleep(1.0)
+        c0, t0 = cpu_seconds(gw), time.monotonic()
+        time.sleep(3.0)
+        busy = (cpu_seconds(gw) - c0) / (time.monotonic() - t0)
+        check("e: with 120 connections held the gateway does not spin "
+              f"({busy * 100:.0f} % of a CPU)", busy < 0.5)
+        for s in held:
+            s.close()
+        held = []
+        ok = srv.wait_ready(30)
+        check("e: once they are gone /ready answers 200", ok)
+        check("e: the same gateway process", srv.gateway_pid() == gw,
+              f"{gw} -> {srv.gateway_pid()}")
+        run = ts.ws_stream(srv.http, ts.jfk_pcm(), {"format": "pcm_s16le",
+                                                     "sample_rate": 16000}, 32000)
+        check("e: a stream afterwards gets the JFK sentence",
+              run.close_code == 1000 and ts.wer(JFK_REF, run.final_text()) <= 0.1,
+              f"{run.close_code} {run.final_text()!r}")
+        ts.wait_streams_idle(srv, 20)
+        _, fds1, _ = ts.group_usage(srv)
+        check(f"e: no descriptor left behind ({fds0} -> {fds1})", fds1 <= fds0)
+        check("e: the log says why connections waited or were refused",
+              any("file descriptors" in ln for ln in srv.log()),
+              "")
+    finally:
+        for s in held:
+            s.close()
+        srv.stop()
+
+
 TESTS = [("a", test_a_text_messages), ("b", test_b_max_stream_seconds),
-         ("c", test_c_loud_float), ("d", test_d_authorization_length)]
+         ("c", test_c_loud_float), ("d", test_d_authorization_length),
+         ("e", test_e_descriptors)]
 
 
 def main():

@@ -61,6 +61,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -262,7 +263,7 @@ class Server:
 
     def __init__(self, extra=(), model=None, http_port=0, tcp_port=0,
                  workers=2, env=None, wait_ready=True, name="server", raw_ports=True,
-                 ready_headers=None, ssl_context=None):
+                 ready_headers=None, ssl_context=None, nofile=None):
         self.state_dir = tempfile.mkdtemp(prefix="sotto-serve-test-")
         self.cmd = [ARGS.server_sotto or ARGS.sotto, "serve", "--model", model or ARGS.model]
         if not os.path.exists(installed_vad()):
@@ -291,10 +292,13 @@ class Server:
         e = dict(os.environ)
         if env:
             e.update(env)
+        # nofile: the server's RLIMIT_NOFILE, soft and hard (ulimit -n).
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) \
+            if nofile else None
         self.p = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, env=e,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=limit)
         self.pid = self.pgid = self.p.pid
         OUR_SERVERS.add(self.pid)
         CURRENT.append(self)
