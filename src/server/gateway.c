@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -744,6 +745,11 @@ static int cb_ipc(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         if (w->out_n > 0)
             sotto__gw_rearm(g);
+        else if (w->out_cap > SOTTO__GW_KEEP_OUT) {
+            free(w->out);
+            w->out = NULL;
+            w->out_cap = 0;
+        }
         return 0;
     }
     case LWS_CALLBACK_RAW_CLOSE_FILE:
@@ -1127,6 +1133,17 @@ static void tick(lws_sorted_usec_list_t *sul)
 {
     sotto__gateway *g = lws_container_of(sul, sotto__gateway, tick);
     double now = sotto__now();
+
+    /* Once idle after work, give the heap's free memory back to the
+     * system: the buffers of a busy spell (replay lists, queues, rx
+     * reassembly) are freed, but glibc keeps the pages unless asked, and
+     * the gateway's RSS would stay at its peak (make soak checks it). */
+    if (g->n_streams > 0 || g->n_jobs > 0) {
+        g->busy = 1;
+    } else if (g->busy) {
+        g->busy = 0;
+        malloc_trim(0);
+    }
 
     for (int i = 0; i < g->n_workers; i++) {
         gw_worker *w = &g->workers[i];

@@ -61,6 +61,10 @@
  * (connections wait in the listen backlog) before the process runs out,
  * while files, pipes and the crash file still open. */
 #define SOTTO__GW_FD_RESERVE 32
+/* A worker's outbound queue larger than this is freed once drained: a
+ * backlog (a slow worker, a burst of uploads) should not keep its peak
+ * allocation for the life of the gateway. */
+#define SOTTO__GW_KEEP_OUT (256u * 1024)
 /* Period of the watchdog and flow-control tick. */
 #define SOTTO__GW_TICK_US 100000
 
@@ -289,6 +293,7 @@ struct sotto__gateway {
     lws_sorted_usec_list_t tick;
     lws_sorted_usec_list_t rearm;  /* re-requests POLLOUT, see gateway.c */
     int rearm_due;
+    int busy;                 /* streams or jobs since the last idle trim */
     gw_metrics m;
 };
 
