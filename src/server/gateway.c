@@ -339,6 +339,9 @@ static void fail_waiting(sotto__gateway *g)
  * streams on the others, or on its successor once that is ready. */
 static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
 {
+    /* The stream or job in inference when it died: only that one's crash
+     * count goes up (the others were only waiting their turn). */
+    uint32_t busy = w->busy_stream;
     int n = 0;
 
     if (w->wsi == NULL && !w->ready && w->n_streams == 0 && w->n_jobs == 0)
@@ -358,7 +361,7 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
         if (s->worker != w->slot)
             continue;
         unplace(g, s);
-        if (s->id == w->busy_stream && ++s->crashes >= SOTTO__GW_MAX_STREAM_CRASHES) {
+        if (s->id == busy && ++s->crashes >= SOTTO__GW_MAX_STREAM_CRASHES) {
             sotto__log(SOTTO_LOG_ERROR, s->id, "its worker died in its inference %d times; "
                        "ending the stream instead of replaying it again", s->crashes);
             end_unplaced(g, s, "stream_crashes", "this stream's audio made the engine "
@@ -379,7 +382,7 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
     w->n_jobs = 0;
     if (n > 0)
         assign_waiting(g);
-    sotto__gw_jobs_worker_lost(g, w->slot);
+    sotto__gw_jobs_worker_lost(g, w->slot, busy);
     fail_waiting(g);
 }
 

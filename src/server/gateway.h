@@ -365,8 +365,10 @@ int sotto__gw_rest_writeable(struct lws *wsi, sotto__gateway *g, void *job);
 void sotto__gw_rest_closed(sotto__gateway *g, void *job);
 /* Places waiting jobs on free workers. */
 void sotto__gw_jobs_assign(sotto__gateway *g);
-/* Worker slot died: its jobs run again elsewhere, or fail. */
-void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot);
+/* Worker slot died, with job or stream busy (0: none) in inference: its
+ * jobs run again elsewhere; the busy one fails after its
+ * SOTTO__GW_MAX_STREAM_CRASHES-th such death. */
+void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot, uint32_t busy);
 /* JOB_SEGMENTS or JOB_DONE from worker w. */
 void sotto__gw_job_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr *h,
                            const unsigned char *p);

@@ -793,7 +793,7 @@ void sotto__gw_job_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr
     on_done(g, j, p, h->len);
 }
 
-void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot)
+void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot, uint32_t busy)
 {
     for (gw_job *j = g->jobs, *next; j != NULL; j = next) {
         next = j->next;
@@ -804,7 +804,7 @@ void sotto__gw_jobs_worker_lost(sotto__gateway *g, int slot)
             job_free(g, j);
             continue;
         }
-        if (++j->crashes >= SOTTO__GW_MAX_STREAM_CRASHES) {
+        if (j->id == busy && ++j->crashes >= SOTTO__GW_MAX_STREAM_CRASHES) {
             job_fail(j->parent != NULL ? j->parent : j, 500, NULL, "engine_crash",
                      "the engine process died transcribing this file, each time it "
                      "was tried");
