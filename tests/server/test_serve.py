@@ -265,7 +265,7 @@ class Server:
                  workers=2, env=None, wait_ready=True, name="server", raw_ports=True,
                  ready_headers=None, ssl_context=None, nofile=None):
         self.state_dir = tempfile.mkdtemp(prefix="sotto-serve-test-")
-        self.cmd = [ARGS.server_sotto or ARGS.sotto, "serve", "--model", model or ARGS.model]
+        self.cmd = [getattr(ARGS, "server_sotto", "") or ARGS.sotto, "serve", "--model", model or ARGS.model]
         if not os.path.exists(installed_vad()):
             self.cmd += ["--vad-model", os.path.join(
                 ARGS.shared, "models", "silero-vad",
