@@ -851,6 +851,14 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 /* ---- raw TCP (whisper_streaming, Wyoming) ------------------------------- */
 
+/* Counts and logs a raw TCP connection closed for want of descriptors. */
+static void refuse_no_fd(sotto__gateway *g, const gw_dialect *dl, const char *why)
+{
+    sotto__gw_count_refusal(g, dl != NULL ? dl->proto : GW_PROTO_TCP, "fd_limit");
+    sotto__log(SOTTO_LOG_WARN, 0, "%s connection refused: %s (file descriptors, ulimit -n)",
+               dl != NULL ? dl->name : "tcp", why);
+}
+
 void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl)
 {
     for (int k = 0; k < 16; k++) {
@@ -873,9 +881,7 @@ void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl
             g->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
             if (fd < 0)
                 return;
-            sotto__gw_count_refusal(g, dl != NULL ? dl->proto : GW_PROTO_TCP, "fd_limit");
-            sotto__log(SOTTO_LOG_WARN, 0, "%s connection refused: out of file descriptors "
-                       "(ulimit -n)", dl ? dl->name : "tcp");
+            refuse_no_fd(g, dl, "out of file descriptors");
             continue;
         }
         if (fd < 0)
@@ -908,9 +914,7 @@ void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl
              * (nothing else opens one in between: one thread). */
             if (fcntl(fd, F_GETFD) != -1)
                 close(fd);
-            sotto__gw_count_refusal(g, dl != NULL ? dl->proto : GW_PROTO_TCP, "fd_limit");
-            sotto__log(SOTTO_LOG_WARN, 0, "%s connection refused: no room for another "
-                       "connection (file descriptors, ulimit -n)", dl ? dl->name : "tcp");
+            refuse_no_fd(g, dl, "no room for another connection");
             continue;
         }
         if ((s = sotto__gw_stream_new(g, GW_TCP, wsi, dl)) == NULL) {

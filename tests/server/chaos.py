@@ -47,7 +47,6 @@ did not grow; no sanitizer report; the server stops cleanly.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
 import argparse
-import csv
 import difflib
 import json
 import os
@@ -617,13 +616,7 @@ def main():
         return 2
     duration = args.duration or (60.0 if args.quick else 1800.0)
     k = args.clients or (3 if args.quick else 6)
-    manifest = os.path.join(args.shared, "audio", "manifest.tsv")
-    with open(manifest, newline="") as f:
-        refs = {r["file"]: r["transcript"] for r in csv.DictReader(f, delimiter="\t")}
-    for name in refs:
-        path = os.path.join(args.shared, "audio", name)
-        if os.path.exists(path) and name != ts.LONG:
-            ts.AUDIO[name] = (ts.load_wav(path), refs[name])
+    ts.load_manifest(args.shared, with_long=False)
     names = recordings()
     ts.set_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))

@@ -46,7 +46,6 @@ Passes when: no error during the soak; every process's RSS grew by at most
 Exit status: 0 pass, 1 a check failed, 2 usage/setup error.
 """
 import argparse
-import csv
 import json
 import logging
 import os
@@ -268,12 +267,7 @@ def main():
     warmup = 10.0 if args.quick else 60.0
     window = 60.0 if args.quick else 300.0
     n = args.streams
-    with open(os.path.join(args.shared, "audio", "manifest.tsv"), newline="") as f:
-        refs = {r["file"]: r["transcript"] for r in csv.DictReader(f, delimiter="\t")}
-    for name, ref in refs.items():
-        path = os.path.join(args.shared, "audio", name)
-        if os.path.exists(path):
-            ts.AUDIO[name] = (ts.load_wav(path), ref)
+    ts.load_manifest(args.shared)
     # The recordings chaos.py plays (not the PocketSphinx test files or the
     # LJ Speech files of chapter 2), and the long LJ Speech file as well.
     names = sorted(n for n in ts.AUDIO
@@ -388,12 +382,7 @@ def main():
             os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
             with open(args.report, "w") as f:
                 json.dump(report, f, indent=1)
-    failed = [name for name, ok in ts.RESULTS if not ok]
-    print(f"soak: {len(ts.RESULTS)} checks, {len(failed)} failed")
-    for name in failed:
-        print(f"  FAILED: {name}")
-    print("soak: " + ("FAILED" if failed else "all checks passed"))
-    return 1 if failed or not ts.RESULTS else 0
+    return ts.summary("soak", now())
 
 
 if __name__ == "__main__":

@@ -59,7 +59,6 @@ Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
 import asyncio
 import base64
-import csv
 import json
 import os
 import shutil
@@ -790,13 +789,7 @@ def main():
     if IMPORT_ERROR:
         print(f"test_dialects: {IMPORT_ERROR}", file=sys.stderr)
         return 2
-    manifest = os.path.join(ts.ARGS.shared, "audio", "manifest.tsv")
-    with open(manifest, newline="") as f:
-        refs = {r["file"]: r["transcript"] for r in csv.DictReader(f, delimiter="\t")}
-    for name in refs:           # manifest order, as test_serve loads them
-        path = os.path.join(ts.ARGS.shared, "audio", name)
-        if os.path.exists(path) and name != ts.LONG:
-            ts.AUDIO[name] = (ts.load_wav(path), refs[name])
+    ts.load_manifest(ts.ARGS.shared, with_long=False)
     ts.set_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     return ts.run_tests(TESTS, ts.ARGS.only, "test_dialects")

@@ -1677,20 +1677,14 @@ def main():
     if not os.access(ARGS.sotto, os.X_OK):
         print(f"test_serve: {ARGS.sotto} is not executable", file=sys.stderr)
         return 2
-    manifest = os.path.join(ARGS.shared, "audio", "manifest.tsv")
     try:
-        with open(manifest, newline="") as f:
-            refs = {r["file"]: r["transcript"]
-                    for r in csv.DictReader(f, delimiter="\t")}
-        for name in refs:       # manifest order
-            path = os.path.join(ARGS.shared, "audio", name)
-            if os.path.exists(path):
-                AUDIO[name] = (load_wav(path), refs[name])
+        load_manifest(ARGS.shared)
     except (OSError, ValueError, wave.Error) as e:
         print(f"test_serve: {e}", file=sys.stderr)
         return 2
     if JFK not in AUDIO:
-        print(f"test_serve: {JFK} missing from {manifest}", file=sys.stderr)
+        print(f"test_serve: {JFK} missing from {ARGS.shared}/audio/manifest.tsv",
+              file=sys.stderr)
         return 2
     set_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -1714,6 +1708,28 @@ def parse_args(doc):
     ap.add_argument("--server-log", action="store_true")
     ARGS = ap.parse_args()
     return ARGS
+
+
+def load_manifest(shared, with_long=True):
+    """Loads every recording of SHARED/audio/manifest.tsv that is there into
+    AUDIO, in the manifest's order (the long LJ Speech file only when
+    with_long)."""
+    with open(os.path.join(shared, "audio", "manifest.tsv"), newline="") as f:
+        refs = {r["file"]: r["transcript"] for r in csv.DictReader(f, delimiter="\t")}
+    for name, ref in refs.items():
+        path = os.path.join(shared, "audio", name)
+        if os.path.exists(path) and (with_long or name != LONG):
+            AUDIO[name] = (load_wav(path), ref)
+
+
+def summary(prog, elapsed):
+    """Prints the checks' summary; returns the exit status."""
+    failed = [n for n, ok in RESULTS if not ok]
+    print(f"{prog}: {len(RESULTS)} checks, {len(failed)} failed ({elapsed:.0f} s)")
+    for n in failed:
+        print(f"  FAILED: {n}")
+    print(f"{prog}: " + ("FAILED" if failed else "all checks passed"))
+    return 1 if failed or not RESULTS else 0
 
 
 def jfk_pcm():
@@ -1741,13 +1757,7 @@ def run_tests(tests, only, prog):
             for srv in list(CURRENT):     # a test that died half-way
                 srv.stop(check_clean=False)
         print(f"   ({time.monotonic() - t0:.1f} s)", flush=True)
-    failed = [n for n, ok in RESULTS if not ok]
-    print(f"{prog}: {len(RESULTS)} checks, {len(failed)} failed "
-          f"({time.monotonic() - t_all:.0f} s)")
-    for n in failed:
-        print(f"  FAILED: {n}")
-    print(f"{prog}: " + ("FAILED" if failed else "all checks passed"))
-    return 1 if failed or not RESULTS else 0
+    return summary(prog, time.monotonic() - t_all)
 
 
 if __name__ == "__main__":
