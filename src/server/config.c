@@ -48,6 +48,9 @@
 #define CFG_MIN_BACKOFF 0.01
 #define CFG_MAX_BACKOFF 600.0
 #define CFG_MAX_CRASH_DEATHS 10000
+/* --worker-memory: below this the model and one stream cannot fit. */
+#define CFG_MIN_WORKER_MEMORY ((size_t)128 << 20)
+#define CFG_MAX_WORKER_MEMORY ((size_t)1 << 40)
 /* Longest language code: Whisper's codes are two or three letters. */
 #define CFG_MAX_LANGUAGE 3
 
@@ -274,6 +277,15 @@ int sotto__serve_config_set(sotto__serve_config *c, const char *key,
                          err, errcap);
     if (strcmp(k, "threads") == 0)
         return parse_int(k, v, 1, CFG_MAX_THREADS, &c->threads, err, errcap);
+    if (strcmp(k, "worker-memory") == 0) {
+        /* 0 turns the limit off; any other value is a real limit. */
+        if (strcmp(v, "0") == 0) {
+            c->worker_memory = 0;
+            return 0;
+        }
+        return parse_size(k, v, CFG_MIN_WORKER_MEMORY, CFG_MAX_WORKER_MEMORY,
+                          &c->worker_memory, err, errcap);
+    }
 
     /* Listeners. */
     if (strcmp(k, "listen") == 0)

@@ -69,6 +69,9 @@ static const serve_opt serve_opts[] = {
     { NULL, "workers", "N", "engine processes", K_INT, F(workers), NULL },
     { NULL, "threads", "N", "inference threads per worker", K_INT,
       F(threads), NULL },
+    { NULL, "worker-memory", "BYTES",
+      "address-space limit of each worker (RLIMIT_AS; 0: none)", K_SIZE,
+      F(worker_memory), NULL },
 
     { "listeners", "listen", "ADDR", "address to bind", K_STR, F(listen), NULL },
     { NULL, "http-port", "PORT", "HTTP and WebSocket port (0: any free port)",

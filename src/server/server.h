@@ -50,6 +50,22 @@
  * a restart would fail the same way.  (EX_CONFIG of sysexits.h.) */
 #define SOTTO__EXIT_FATAL 78
 
+/* Exit status of a worker that ran out of memory inside the engine (its
+ * --worker-memory limit, or the machine's): it is restarted like any dead
+ * worker, and its streams are replayed elsewhere.  (EX_TEMPFAIL.) */
+#define SOTTO__EXIT_NOMEM 75
+
+/* Sanitizer builds, which reserve terabytes of address space for their
+ * shadow memory: an address-space limit cannot work there. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SOTTO__SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define SOTTO__SANITIZED 1
+#endif
+#endif
+
 typedef struct sotto__serve_config {
     /* Model and engine. */
     char model[SOTTO__SERVE_MAX_PATH];      /* folder or installed name */
@@ -57,6 +73,8 @@ typedef struct sotto__serve_config {
                                              * installed silero-vad */
     int workers;             /* engine processes; 2 */
     int threads;             /* inference threads per worker; 1 */
+    size_t worker_memory;    /* RLIMIT_AS of each worker in bytes; 0 =
+                              * none (the default) */
 
     /* Listeners. */
     char listen[256];        /* bind address; "127.0.0.1" */

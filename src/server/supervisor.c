@@ -207,7 +207,8 @@ static void describe_status(int st, char *buf, size_t cap)
     if (WIFEXITED(st)) {
         snprintf(buf, cap, "exited with status %d%s", WEXITSTATUS(st),
                  WEXITSTATUS(st) == SOTTO__EXIT_FATAL
-                     ? " (fatal: configuration error)" : "");
+                     ? " (fatal: configuration error)"
+                 : WEXITSTATUS(st) == SOTTO__EXIT_NOMEM ? " (out of memory)" : "");
     } else if (WIFSIGNALED(st)) {
         const char *abbrev = sigabbrev_np(WTERMSIG(st));
         snprintf(buf, cap, "was killed by signal %d (SIG%s)%s", WTERMSIG(st),

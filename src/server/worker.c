@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -678,6 +679,8 @@ static cJSON *event_json(const sotto_event *ev)
 }
 
 /* Sends every waiting event of the stream (partials only if asked for). */
+static int out_of_memory(worker *w, uint32_t id, const char *what);
+
 static int drain_events(worker *w, wstream *e)
 {
     sotto_event ev;
@@ -685,6 +688,10 @@ static int drain_events(worker *w, wstream *e)
     while (sotto_stream_poll(e->s, &ev) == 1) {
         if (ev.type == SOTTO_EVENT_PARTIAL && !e->partials)
             continue;
+        /* A pass that ran out of memory is not the client's error: the
+         * worker ends instead, and the stream is replayed elsewhere. */
+        if (ev.type == SOTTO_EVENT_ERROR && ev.code == SOTTO_ENOMEM)
+            return out_of_memory(w, e->id, "in inference");
         if (send_json(w, SOTTO__IPC_EVENT, e->id, 0, event_json(&ev)) != 0)
             return -1;
     }
@@ -708,6 +715,29 @@ static void infer_end(worker *w)
     w->log_stream = 0;
     sotto__crash_set_streams(&none, 0);
     atomic_store(&w->ch.busy_stream, 0);
+}
+
+/*
+ * The engine ran out of memory in stream id's call (its --worker-memory
+ * limit, or the machine's).  The stream's state cannot be trusted after a
+ * failed allocation half-way through a pass, and the next stream would
+ * likely fail the same way, so the worker ends with SOTTO__EXIT_NOMEM:
+ * the supervisor restarts it, and the gateway replays the stream from the
+ * audio it kept, as after a crash.  The stream stays marked as in
+ * inference, and one more heartbeat says so at once, so the gateway
+ * counts the death against it: a stream that cannot fit is ended after
+ * SOTTO__GW_MAX_STREAM_CRASHES deaths instead of looping.  Returns -1 for
+ * the caller to pass up; the main loop exits with w->exit_rc.
+ */
+static int out_of_memory(worker *w, uint32_t id, const char *what)
+{
+    infer_begin(w, id);
+    sotto__log(SOTTO_LOG_ERROR, id, "out of memory %s%s; exiting, so that the "
+               "stream is replayed on a fresh worker", what,
+               w->c->worker_memory != 0 ? " (see --worker-memory)" : "");
+    (void)chan_send(&w->ch, SOTTO__IPC_BEAT, id, 0, NULL, 0);
+    w->exit_rc = SOTTO__EXIT_NOMEM;
+    return -1;
 }
 
 #ifdef SOTTO_FAULT_INJECTION
@@ -867,6 +897,11 @@ static int on_open(worker *w, uint32_t id, const unsigned char *p, size_t len)
     w->log_stream = id;
     rc = sotto_stream_create(w->model, &sp, &e->s, err, sizeof err);
     w->log_stream = 0;
+    if (rc == SOTTO_ENOMEM) {
+        sotto__worker_open_free(&o);
+        free(e);
+        return out_of_memory(w, id, "creating the stream");
+    }
     if (rc != 0)
         goto fail;
     if (o.format == SOTTO__WORKER_OPUS) {
@@ -1095,6 +1130,8 @@ static int feed_pending(worker *w, wstream *e)
             fault_strike(w);
 #endif
         }
+        if (rc == SOTTO_ENOMEM)
+            return out_of_memory(w, e->id, "in inference");
         infer_end(w);
         compute += sotto__now() - t0;
         off += k;
@@ -1142,6 +1179,8 @@ static int on_finish(worker *w, wstream *e)
         return -1;
     infer_begin(w, id);
     rc = sotto_stream_finish(e->s);
+    if (rc == SOTTO_ENOMEM)
+        return out_of_memory(w, id, "in the final flush");
     infer_end(w);
     if (rc != 0) {
         const char *msg = sotto_stream_error(e->s);
@@ -1181,6 +1220,8 @@ static int on_cut(worker *w, wstream *e, const unsigned char *p, size_t len)
         return -1;
     infer_begin(w, e->id);
     rc = sotto_stream_end_utterance(e->s, flush);
+    if (rc == SOTTO_ENOMEM)
+        return out_of_memory(w, e->id, "ending an utterance");
     infer_end(w);
     if (rc != 0) {
         const char *msg = sotto_stream_error(e->s);
@@ -1609,6 +1650,37 @@ static int send_ready(worker *w)
     return send_json(w, SOTTO__IPC_READY, 0, 0, o);
 }
 
+/*
+ * Applies --worker-memory as the worker's address-space limit (soft and
+ * hard, so the engine cannot lift it), before the model is mapped: the
+ * mapping counts against it, as do the thread stacks.  Sanitizer builds
+ * reserve terabytes of shadow address space, so there the limit is only
+ * reported as ignored.
+ */
+static int limit_memory(const sotto__serve_config *c)
+{
+    if (c->worker_memory == 0)
+        return 0;
+#ifdef SOTTO__SANITIZED
+    sotto__log(SOTTO_LOG_WARN, 0, "--worker-memory is ignored in a sanitizer build");
+    return 0;
+#else
+    {
+        struct rlimit rl;
+
+        rl.rlim_cur = rl.rlim_max = (rlim_t)c->worker_memory;
+        if (setrlimit(RLIMIT_AS, &rl) != 0) {
+            sotto__log(SOTTO_LOG_ERROR, 0, "cannot set --worker-memory %zu: %s",
+                       c->worker_memory, strerror(errno));
+            return -1;
+        }
+        sotto__log(SOTTO_LOG_DEBUG, 0, "address space limited to %zu bytes",
+                   c->worker_memory);
+        return 0;
+    }
+#endif
+}
+
 int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
                        int life)
 {
@@ -1665,13 +1737,18 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
 
     /* Off the network before touching any outside data. */
     sotto__isolate_network();
+    if (limit_memory(c) != 0) {
+        rc = SOTTO__EXIT_FATAL;
+        goto fail;
+    }
     mp = sotto_model_default_params();
     mp.n_threads = c->threads;
     mp.log = log_forward;
     mp.log_user = w;
     mp.vad_path = c->vad_model[0] != 0 ? c->vad_model : NULL;
     if (sotto_model_create(c->model, &mp, &w->model, err, sizeof err) != 0) {
-        sotto__log(SOTTO_LOG_ERROR, 0, "cannot load the model: %s", err);
+        sotto__log(SOTTO_LOG_ERROR, 0, "cannot load the model: %s%s", err,
+                   c->worker_memory != 0 ? " (is --worker-memory too low for it?)" : "");
         rc = SOTTO__EXIT_FATAL;
         goto fail;
     }

@@ -28,6 +28,14 @@ Tests:
      TCP ports do not make the gateway spin, crash or leak: it stays the
      same process, uses under half a CPU while they are held, and once they
      are gone it answers /health and streams the JFK sentence
+  f  worker memory (RLIMIT_AS): with --worker-memory 128M no worker can
+     load the model: /ready says fatal, a stream is refused with 1013, the
+     log names the option; and a worker whose address space is cut to what
+     it uses (prlimit, as memory pressure would) runs out of memory in a
+     stream's first pass: it exits with status 75, the stream is replayed
+     on its restarted worker, and the client gets a warning and the whole
+     JFK sentence.  Sanitizer builds cannot limit their address space (the
+     server says it ignores the option), so there f only checks that
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -233,9 +241,75 @@ def test_e_descriptors():
         srv.stop()
 
 
+def ignores_worker_memory(srv):
+    return any("--worker-memory is ignored" in ln for ln in srv.log())
+
+
+def vm_size_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmSize:"):
+                return int(ln.split()[1])
+    raise OSError("no VmSize")
+
+
+def test_f_worker_memory():
+    srv = ts.Server(["--worker-memory", "128M"], name="f1", workers=1,
+                    wait_ready=False)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                "cannot load the model" in ln or "--worker-memory is ignored" in ln
+                for ln in srv.log()):
+            time.sleep(0.2)
+        if ignores_worker_memory(srv):
+            check("f1: a sanitizer build says it ignores --worker-memory", True)
+            return
+        time.sleep(0.5)
+        st, _, body = ts.http_get(srv.http, "/ready", timeout=5)
+        check("f1: /ready is 503 and says why", st == 503 and "fatal" in body,
+              f"{st} {body[:200]!r}")
+        check("f1: the log names --worker-memory",
+              any("cannot load the model" in ln and "--worker-memory" in ln
+                  for ln in srv.log()))
+        run = ts.ws_stream(srv.http, ts.jfk_pcm()[:32000], {"format": "pcm_s16le"},
+                           32000, timeout=20)
+        check("f1: a stream is refused with 1013", run.close_code == 1013,
+              f"{run.close_code} {run.close_reason!r}")
+    finally:
+        srv.stop()
+
+    srv = ts.Server(["--worker-memory", "8G"], name="f2", workers=1)
+    try:
+        if ignores_worker_memory(srv):
+            check("f2: a sanitizer build says it ignores --worker-memory", True)
+            return
+        import resource
+        (pid,) = srv.worker_pids()
+        lim = (vm_size_kb(pid) + 1024) * 1024
+        resource.prlimit(pid, resource.RLIMIT_AS, (lim, lim))
+        run = ts.ws_stream(srv.http, ts.jfk_pcm(), {"format": "pcm_s16le",
+                                                     "sample_rate": 16000}, 32000)
+        warnings = [e for e in run.events if e.get("type") == "warning"]
+        check("f2: the stream still gets the JFK sentence, closed with 1000",
+              run.close_code == 1000 and ts.wer(JFK_REF, run.final_text()) <= 0.1,
+              f"{run.close_code} {run.close_reason!r} {run.final_text()!r}")
+        check("f2: the client got a warning that the stream was replayed",
+              len(warnings) >= 1, str(run.events[:6]))
+        check("f2: the worker exited with status 75 (out of memory)",
+              any("exited with status 75 (out of memory)" in ln for ln in srv.log()))
+        check("f2: the worker's log line names the stream and the cause",
+              any("out of memory in inference" in ln and "stream=" in ln
+                  for ln in srv.log()))
+        check("f2: a restarted worker, without the cut limit, is ready again",
+              srv.wait_ready(30) and srv.worker_pids() and pid not in srv.worker_pids())
+    finally:
+        srv.stop()
+
+
 TESTS = [("a", test_a_text_messages), ("b", test_b_max_stream_seconds),
          ("c", test_c_loud_float), ("d", test_d_authorization_length),
-         ("e", test_e_descriptors)]
+         ("e", test_e_descriptors), ("f", test_f_worker_memory)]
 
 
 def main():
