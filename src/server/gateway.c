@@ -16,6 +16,7 @@
  * whose audio would grow a buffer past its limit is paused (lws rx flow
  * control) until the worker catches up.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -1132,6 +1133,50 @@ const char *sotto__gw_refusal_text(const char *why)
 
 /* ---- the tick: watchdog, flow control, idle timeouts, drain ------------- */
 
+/* Descriptors open in this process (/proc/self/fd, less the one reading
+ * it); -1 if it cannot be read. */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+/*
+ * Once a second: how close the gateway is to its descriptor limit.  At the
+ * limit libwebsockets stops accepting without a word, and new connections
+ * wait in the listen backlog, so the operator learns of it here: a warning
+ * when the open descriptors reach the limit, a note when a tenth of them
+ * is free again, and the count in /metrics.  (Counting costs a directory
+ * read per second, proportional to the connections open.)
+ */
+static void check_fds(sotto__gateway *g, double now)
+{
+    if (now - g->fds_checked < 1.0)
+        return;
+    g->fds_checked = now;
+    if ((g->n_fds = count_fds()) < 0 || g->fd_limit == 0)
+        return;
+    if (!g->fds_full && (unsigned)g->n_fds + 2 >= g->fd_limit) {
+        g->fds_full = 1;
+        sotto__log(SOTTO_LOG_WARN, 0, "at the file descriptor limit (%d open, %u "
+                   "for connections; ulimit -n): new connections wait in the "
+                   "listen backlog until some close", g->n_fds, g->fd_limit);
+    } else if (g->fds_full && (unsigned)g->n_fds < g->fd_limit - g->fd_limit / 10) {
+        g->fds_full = 0;
+        sotto__log(SOTTO_LOG_INFO, 0, "file descriptors free again (%d open); "
+                   "accepting connections", g->n_fds);
+    }
+}
+
 static void tick(lws_sorted_usec_list_t *sul)
 {
     sotto__gateway *g = lws_container_of(sul, sotto__gateway, tick);
@@ -1147,6 +1192,7 @@ static void tick(lws_sorted_usec_list_t *sul)
         g->busy = 0;
         malloc_trim(0);
     }
+    check_fds(g, now);
 
     for (int i = 0; i < g->n_workers; i++) {
         gw_worker *w = &g->workers[i];
@@ -1384,7 +1430,7 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     info.uid = -1;
     info.gid = -1;
     info.port = CONTEXT_PORT_NO_LISTEN;
-    info.fd_limit_per_thread = fd_limit();
+    info.fd_limit_per_thread = g->fd_limit = fd_limit();
     if ((g->ctx = lws_create_context(&info)) == NULL) {
         sotto__log(SOTTO_LOG_ERROR, 0, "cannot create the event loop");
         goto fail;

@@ -273,6 +273,11 @@ struct sotto__gateway {
     int tcp_listen_fd, wy_listen_fd;
     int spare_fd;             /* /dev/null, given up to accept and close a
                                * raw TCP connection when out of fds */
+    unsigned fd_limit;        /* descriptors libwebsockets may use
+                               * (fd_limit_per_thread); 0 = its default */
+    int n_fds;                /* descriptors open, counted each second */
+    int fds_full;             /* warned that accepting has stopped */
+    double fds_checked;       /* when n_fds was counted */
     struct lws *tcp_listen_wsi, *wy_listen_wsi;
     int wy_port;
     /* From the workers' READY: what /info-style answers describe. */

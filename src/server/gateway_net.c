@@ -393,6 +393,10 @@ size_t sotto__gw_metrics_render(const sotto__gateway *g, char *b, size_t cap)
 #define GAUGE(name, help, fmt, v) \
     n = put(b, cap, n, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " " fmt "\n", v)
     GAUGE("sotto_streams_active", "Streams open now.", "%d", g->n_streams);
+    GAUGE("sotto_gateway_open_fds", "Descriptors open in the gateway (counted each second).",
+          "%d", g->n_fds);
+    GAUGE("sotto_gateway_fd_limit", "Descriptors the gateway may use for connections "
+          "(0: no limit of its own).", "%u", g->fd_limit);
     COUNTER("sotto_streams_total", "Streams accepted.", m->streams_total);
     n = put(b, cap, n, "# HELP sotto_streams_rejected_total Streams refused.\n"
             "# TYPE sotto_streams_rejected_total counter\n"

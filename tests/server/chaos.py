@@ -30,6 +30,11 @@ every few seconds (the seed and every fault are printed with their time):
              timeout), a crash inside inference, a hang inside inference
   gateway    SIGKILL: the supervisor restarts it; the tracked clients see
              the connection drop and stream their recording again
+  resource   descriptor exhaustion: more idle connections than the
+             server's RLIMIT_NOFILE (256) for 3 s; memory pressure: one
+             worker's RLIMIT_AS cut to what it uses while a probe stream
+             speaks (the worker must exit with 75 and its streams be
+             replayed; not in sanitizer builds, which cannot take the limit)
 
 A fault is survived when the server reacted as it must (a close code, an
 error event) and /ready answers 200 again within 30 s.  A tracked stream is
@@ -496,6 +501,84 @@ def f_gateway_sigkill(ctx):
     return True, f"SIGKILL gateway {pid}"
 
 
+NOFILE = 256              # RLIMIT_NOFILE of the chaos server's processes
+WORKER_MEMORY = "4G"      # its --worker-memory (a worker peaks near 0.5 GB)
+
+
+def f_fd_exhaustion(ctx):
+    """More idle connections than the gateway has descriptors for: it must
+    stop accepting (not spin, not crash) and accept again once they go."""
+    gw = ctx.srv.gateway_pid()
+    held = []
+    try:
+        for _ in range(NOFILE + 64):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", ctx.srv.http),
+                                                     timeout=2))
+            except OSError:
+                break           # the backlog is full: exhausted enough
+        time.sleep(3.0)
+        # While they are held the process must still be the same one.
+        alive = ctx.srv.gateway_pid() == gw
+    finally:
+        for s in held:
+            s.close()
+    noted = any("at the file descriptor limit" in ln for ln in ctx.srv.log())
+    return (alive and noted,
+            f"{len(held)} idle connections for 3 s (limit {NOFILE}); gateway "
+            f"{'kept' if alive else 'LOST'}; log {'says' if noted else 'does NOT say'} why")
+
+
+def vm_size_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmSize:"):
+                return int(ln.split()[1])
+    raise OSError("no VmSize")
+
+
+def f_memory_pressure(ctx):
+    """A worker's address space cut to what it uses (prlimit, as a tight
+    --worker-memory or a full machine would): its next allocation of
+    stream state fails, and it must exit and have its streams replayed, not
+    drop their audio.  Sanitizer builds cannot take an address-space
+    limit."""
+    if any("--worker-memory is ignored" in ln for ln in ctx.srv.log()):
+        return None, "a sanitizer build cannot limit its address space"
+    import resource
+    pid = pick_worker(ctx)
+    if pid is None:
+        return None, "no worker up"
+    deaths0 = sum("exited with status 75 (out of memory)" in ln for ln in ctx.srv.log())
+    try:
+        old = resource.prlimit(pid, resource.RLIMIT_AS)
+        lim = (vm_size_kb(pid) + 1024) * 1024
+        resource.prlimit(pid, resource.RLIMIT_AS, (lim, lim))
+    except OSError as e:
+        return True, f"worker {pid} gone before the limit: {e}"
+    # A speaking client makes sure some stream needs new memory soon.
+    ws = open_ws(ctx)
+    ws.recv(10)
+    for at in range(0, len(ctx.speech), 6400):
+        ws.send(ctx.speech[at:at + 6400])
+        time.sleep(0.05)
+    ws.send(json.dumps({"type": "finish"}))
+    evs, code = events_until_close(ws, 60)
+    text = " ".join(e.get("text", "") for e in evs if e.get("type") == "final")
+    try:
+        resource.prlimit(pid, resource.RLIMIT_AS, old)
+        kept = "the worker lived; limit restored"
+    except OSError:
+        kept = "the worker exited"
+    died = sum("exited with status 75 (out of memory)" in ln for ln in ctx.srv.log()) - deaths0
+    # The probe is replayed if its worker died: it must end normally with
+    # its words (or, hit on both workers, with a clean 1011).
+    ok = (code == 1000 and len(text.split()) >= 3) or code == 1011
+    return ok, (f"worker {pid} limited to {lim >> 20} MiB; {kept}; {died} "
+                f"worker(s) exited out of memory; the probe stream: close {code}, "
+                f"{len(text.split())} words")
+
+
 FAULTS = [
     ("client", "disconnect_rst", f_disconnect_rst, 3),
     ("client", "disconnect_fin", f_disconnect_fin, 3),
@@ -519,6 +602,8 @@ FAULTS = [
     ("worker", "worker_crash_in_inference", f_worker_crash, 2),
     ("worker", "worker_hang_in_inference", f_worker_hang, 1),
     ("gateway", "gateway_sigkill", f_gateway_sigkill, 1),
+    ("resource", "fd_exhaustion", f_fd_exhaustion, 1),
+    ("resource", "memory_pressure", f_memory_pressure, 1),
 ]
 
 
@@ -625,7 +710,9 @@ def main():
     print(f"chaos: seed {args.seed}, {duration:.0f} s, {k} clients, "
           f"{len(names)} recordings", flush=True)
     srv = ts.Server(name="chaos", workers=2, env={"SOTTO_FAULT": f"trigger:{trig}"},
+                    nofile=NOFILE,
                     extra=["--inference-timeout", "5", "--heartbeat-timeout", "3",
+                           "--worker-memory", WORKER_MEMORY,
                            "--max-frame", str(MAX_FRAME), "--max-streams", "32",
                            "--crash-loop-deaths", "30", "--crash-loop-window", "60"])
     report = {"seed": args.seed, "duration_s": duration, "clients": k}
@@ -634,6 +721,7 @@ def main():
         if not injection:
             note("this build has no fault injection: the crash and hang inside "
                  "inference are not applied (make chaos builds build-chaos with it)")
+        sanitized = any("--worker-memory is ignored" in ln for ln in srv.log())
         base = baseline(srv, names, k)
         check(f"baseline: every recording streamed ({len(base)}/{len(names)})",
               len(base) == len(names))
@@ -646,7 +734,8 @@ def main():
         for c in clients:
             c.start()
         # The schedule: each kind once in a seeded order, then by weight.
-        order = list(FAULTS)
+        faults = [f for f in FAULTS if not args.only or f[1] in args.only.split(",")]
+        order = list(faults)
         rng.shuffle(order)
         applied, survived, failures = {}, {}, []
         t_end = now() + duration
@@ -658,7 +747,7 @@ def main():
             if i < len(order):
                 kind, name, fn, _ = order[i]
             else:
-                kind, name, fn, _ = rng.choices(FAULTS, weights=[w for *_, w in FAULTS])[0]
+                kind, name, fn, _ = rng.choices(faults, weights=[w for *_, w in faults])[0]
             i += 1
             time.sleep(rng.uniform(1.0, 2.5) if args.quick else rng.uniform(2.0, 6.0))
             try:
@@ -754,10 +843,11 @@ def main():
         check(f"chaos: every fault survived ({n_survived}/{n_applied})",
               n_survived == n_applied and not failures, "; ".join(failures)[:800])
         check("chaos: every fault kind applied at least once",
-              all(applied.get(n) for _, n, _, _ in FAULTS
-                  if injection or n not in ("worker_crash_in_inference",
-                                            "worker_hang_in_inference")),
-              str(sorted(set(n for _, n, _, _ in FAULTS) - set(applied))))
+              all(applied.get(n) for _, n, _, _ in faults
+                  if (injection or n not in ("worker_crash_in_inference",
+                                             "worker_hang_in_inference")) and
+                  (n != "memory_pressure" or not sanitized)),
+              str(sorted(set(n for _, n, _, _ in faults) - set(applied))))
         check("chaos: every tracked client completed streams",
               all(any(o.status == "completed" for o in c.outcomes) for c in clients))
         check(f"chaos: WER {wer_chaos:.3f} within 2 points of the baseline's "

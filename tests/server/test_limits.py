@@ -235,6 +235,10 @@ def test_e_descriptors():
         check("e: the log says why connections waited or were refused",
               any("file descriptors" in ln for ln in srv.log()),
               "")
+        check("e: the log warns when the gateway reaches its descriptor limit, "
+              "and notes when it accepts again",
+              any("at the file descriptor limit" in ln for ln in srv.log()) and
+              any("file descriptors free again" in ln for ln in srv.log()))
     finally:
         for s in held:
             s.close()
