@@ -26,7 +26,7 @@ PKG_CFLAGS += -I$(BLAS_INC)
 PKG_LIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 # `sotto serve` (src/server) is part of the tool, not of libsotto: only its
 # objects see these flags, and only the tool and the server tests link them.
-SERVER_PKGS   := libwebsockets inih opus
+SERVER_PKGS   := libwebsockets inih opus libseccomp
 SERVER_CFLAGS := $(shell pkg-config --cflags $(SERVER_PKGS))
 SERVER_LIBS   := $(shell pkg-config --libs $(SERVER_PKGS))
 # `sotto stream` (src/client/stream_*.c) talks to the server through
@@ -231,13 +231,13 @@ fuzz: $(FUZZ_BIN)
 
 # fuzz_ipc (the server's channel reader and the worker's OPEN parser) also
 # links src/server/ipc.c, src/server/worker.c and src/server/privs.c (which
-# worker.c calls), and worker.c needs libopus; the target stubs the server's log and crash functions that
+# worker.c calls), and worker.c needs libopus and privs.c libseccomp; the target stubs the server's log and crash functions that
 # worker.c calls, so no other server object is needed.  This explicit rule
 # takes precedence over the fuzz_% pattern above.
 $(FUZZ_BUILD)/fuzz_ipc: fuzz/fuzz_ipc.c $(FUZZ_BUILD)/src/server/ipc.o \
                         $(FUZZ_BUILD)/src/server/worker.o \
                         $(FUZZ_BUILD)/src/server/privs.o $(FUZZ_LIB_OBJ)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lopus -lzip -lcrypto -lm -lpthread
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lopus -lseccomp -lzip -lcrypto -lm -lpthread
 
 # fuzz_client (what sotto stream reads from the server) links the client's
 # protocol parser, which needs only cJSON.

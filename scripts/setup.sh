@@ -33,7 +33,7 @@ PKGS="build-essential pkg-config python3 python3-pip
       libopenblas-openmp-dev libfftw3-dev libsndfile1-dev libsoxr-dev
       libcjson-dev libzip-dev libssl-dev libpcre2-dev zlib1g-dev
       libwebsockets-dev libinih-dev libopus-dev libopusfile-dev
-      libasound2-dev"
+      libasound2-dev libseccomp-dev"
 TEST_PKGS="clang libclang-rt-dev libomp-dev chromium chromium-driver python3-selenium
            portaudio19-dev openssl"
 

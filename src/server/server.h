@@ -219,6 +219,10 @@ int sotto__drop_privileges(const sotto__serve_config *c);
 /* Gives the calling worker a network namespace of its own, with no
  * interface up; logs and goes on where that is not allowed. */
 void sotto__isolate_network(void);
+/* Installs the worker's seccomp filter (privs.c explains what it denies)
+ * on every thread of the process.  0, or -1 when the kernel or libseccomp
+ * refuses (logged; the worker goes on without it). */
+int sotto__sandbox_worker(void);
 
 /* ---- crash records ----------------------------------------------------- */
 

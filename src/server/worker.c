@@ -1766,6 +1766,8 @@ int sotto__worker_main(const sotto__serve_config *c, int slot, int chan,
         rc = SOTTO__EXIT_FATAL;
         goto fail;
     }
+    /* Nothing from outside has been read yet. */
+    (void)sotto__sandbox_worker();
     /* READY goes out before the heartbeat starts, so it is the first
      * message the gateway sees. */
     if (send_ready(w) != 0) {

@@ -25,6 +25,10 @@ Tests:
   c  --user nobody, when the tests run as root: the supervisor stays root,
      the gateway and the workers run as nobody, each worker in a network
      namespace of its own, and streaming works as before
+  d  seccomp: every worker runs under its filter (Seccomp: 2 and
+     NoNewPrivs: 1 in /proc/PID/status), the supervisor and the gateway do
+     not, a worker restarted after SIGKILL has it again, and streaming
+     works under it (tests/server/test_privs.c checks what it denies)
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -33,6 +37,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import ssl
 import subprocess
 import sys
@@ -266,10 +271,49 @@ def test_c_user():
         srv.stop()
 
 
+def proc_status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith(key + ":"):
+                return ln.split()[1]
+    return None
+
+
+def test_d_seccomp():
+    srv = ts.Server(name="seccomp", workers=2)
+    try:
+        workers = sorted(srv.worker_pids())
+        check("d seccomp: both workers run under a filter (Seccomp 2, NoNewPrivs 1)",
+              len(workers) == 2 and all(proc_status(p, "Seccomp") == "2" and
+                                        proc_status(p, "NoNewPrivs") == "1"
+                                        for p in workers),
+              str([(p, proc_status(p, "Seccomp")) for p in workers]))
+        gw = srv.gateway_pid()
+        check("d seccomp: the supervisor and the gateway are not filtered",
+              proc_status(srv.pid, "Seccomp") == "0" and proc_status(gw, "Seccomp") == "0")
+        check("d seccomp: no worker says it runs without the filter",
+              not any("no seccomp filter" in ln for ln in srv.log()))
+        text = stream_jfk(f"ws://127.0.0.1:{srv.http}/v1/stream")
+        check("d seccomp: streaming works under it", ts.wer(JFK_REF, text) <= 0.10, text)
+        os.kill(workers[0], signal.SIGKILL)
+        # The filter goes on once the model is loaded: wait for that.
+        t, new = time.monotonic(), []
+        while time.monotonic() - t < 30:
+            new = [p for p in srv.worker_pids() if p not in workers]
+            if len(new) == 1 and proc_status(new[0], "Seccomp") == "2":
+                break
+            time.sleep(0.2)
+        check("d seccomp: a restarted worker has the filter again",
+              len(new) == 1 and proc_status(new[0], "Seccomp") == "2", str(new))
+    finally:
+        srv.stop()
+
+
 TESTS = [
     ("a", test_a_api_key),
     ("b", test_b_tls),
     ("c", test_c_user),
+    ("d", test_d_seccomp),
 ]
 
 
