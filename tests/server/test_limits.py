@@ -34,8 +34,22 @@ Tests:
      it uses (prlimit, as memory pressure would) runs out of memory in a
      stream's first pass: it exits with status 75, the stream is replayed
      on its restarted worker, and the client gets a warning and the whole
-     JFK sentence.  Sanitizer builds cannot limit their address space (the
-     server says it ignores the option), so there f only checks that
+     JFK sentence; with the limit set just above what an idle worker maps,
+     every try of a stream fails, and after its second worker death the
+     stream ends with error stream_crashes and close 1011.  Sanitizer
+     builds cannot limit their address space (the server says it ignores
+     the option), so there f only checks that
+  g  the other dialects and the REST form: a Realtime session.update with
+     rate 7999 gets error invalid_value and the session goes on; Wyoming
+     audio-start with rate 7999 or width 1 gets an error event naming it,
+     and an audio-chunk in another format than its audio-start gets one
+     too; a POST without a file part is 400 "the request has no file
+     field", one with two is 400 "send one file"; a WhisperLive client
+     refused at capacity that never sends its first message is dropped
+     (within 15 s) without a WAIT
+  h  the drain deadline: with --drain-timeout 1, a stream whose worker is
+     stopped (SIGSTOP) cannot flush; after SIGTERM it is closed with 1001
+     anyway, the log says the deadline passed, and the server exits
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -307,13 +321,198 @@ def test_f_worker_memory():
                   for ln in srv.log()))
         check("f2: a restarted worker, without the cut limit, is ready again",
               srv.wait_ready(30) and srv.worker_pids() and pid not in srv.worker_pids())
+        idle = vm_size_kb(list(srv.worker_pids())[0])
     finally:
+        srv.stop()
+
+    # Just above what an idle worker maps: the model loads, no stream fits.
+    srv = ts.Server(["--worker-memory", f"{idle + 2048}K"], name="f3", workers=1)
+    try:
+        run = ts.ws_stream(srv.http, ts.jfk_pcm(), {"format": "pcm_s16le",
+                                                     "sample_rate": 16000}, 32000)
+        errs = [e for e in run.events if e.get("type") == "error"]
+        check("f3: a stream no worker can fit ends with stream_crashes, close 1011",
+              run.close_code == 1011 and any(e.get("code") == "stream_crashes"
+                                             for e in errs),
+              f"{run.close_code} {run.close_reason!r} {errs[:2]}")
+        check("f3: after two worker deaths, not more",
+              sum("exited with status 75 (out of memory)" in ln
+                  for ln in srv.log()) == 2)
+        check("f3: the server still answers /health",
+              ts.http_get(srv.http, "/health")[0] == 200)
+    finally:
+        srv.stop()
+
+
+def realtime_bad_rate(port):
+    from websockets.sync.client import connect
+    with connect(f"ws://127.0.0.1:{port}/v1/realtime?intent=transcription",
+                 open_timeout=10) as ws:
+        first = json.loads(ws.recv(10))
+        ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "transcription",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 7999}}}}}))
+        err = json.loads(ws.recv(10))
+        # The session goes on: a valid update is taken.
+        ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "transcription",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}}}}}))
+        after = json.loads(ws.recv(10))
+    return first, err, after
+
+
+def wyoming_exchange(port, frames, timeout=20):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(frames)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return got
+            got += d
+    except OSError:
+        return got
+    finally:
+        s.close()
+
+
+def multipart(parts):
+    """(body, content type) of a multipart/form-data request."""
+    b = "sotto-limits-boundary"
+    out = b""
+    for name, filename, data in parts:
+        disp = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += (f"--{b}\r\nContent-Disposition: {disp}\r\n"
+                + ("Content-Type: audio/wav\r\n" if filename else "") + "\r\n").encode()
+        out += data + b"\r\n"
+    out += f"--{b}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={b}"
+
+
+def post_form(port, parts):
+    import urllib.request
+    import urllib.error
+    body, ctype = multipart(parts)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+                                 data=body, method="POST",
+                                 headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_g_dialect_limits():
+    srv = ts.Server(["--max-streams", "1"], name="g", workers=1)
+    try:
+        first, err, after = realtime_bad_rate(srv.http)
+        check("g realtime: rate 7999 gets error invalid_value naming the field",
+              first.get("type") == "session.created" and err.get("type") == "error" and
+              err.get("error", {}).get("code") == "invalid_value" and
+              "rate" in err.get("error", {}).get("message", ""), json.dumps(err)[:300])
+        check("g realtime: the session goes on (a valid update is taken)",
+              after.get("type") == "session.updated", json.dumps(after)[:200])
+        ts.wait_streams_idle(srv, 20)
+
+        def start(rate, width, channels=1):
+            return (json.dumps({"type": "audio-start", "data": {
+                "rate": rate, "width": width, "channels": channels}}) + "\n").encode()
+        got = wyoming_exchange(srv.wyoming, start(7999, 2))
+        check("g wyoming: audio-start at 7999 Hz gets an error event naming the rate",
+              b'"error"' in got and b"rate" in got, got[:300])
+        got = wyoming_exchange(srv.wyoming, start(16000, 1))
+        check("g wyoming: audio-start with width 1 gets an error event naming the width",
+              b'"error"' in got and b"width" in got, got[:300])
+        chunk = ts.jfk_pcm()[:3200]
+        hdr = json.dumps({"type": "audio-chunk", "data": {"rate": 22050, "width": 2,
+                                                          "channels": 1},
+                          "payload_length": len(chunk)}).encode() + b"\n"
+        got = wyoming_exchange(srv.wyoming, start(16000, 2) + hdr + chunk +
+                               b'{"type": "audio-stop"}\n')
+        check("g wyoming: an audio-chunk in another format than its audio-start gets "
+              "an error event", b'"error"' in got and b"differs" in got, got[:400])
+        ts.wait_streams_idle(srv, 20)
+
+        jfk = open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb").read()
+        st, body = post_form(srv.http, [("model", None, b"tiny.en")])
+        check("g rest: a form without a file part is 400 'the request has no file field'",
+              st == 400 and "no file field" in body.get("error", {}).get("message", ""),
+              f"{st} {body}")
+        st, body = post_form(srv.http, [("file", "a.wav", jfk), ("file", "b.wav", jfk)])
+        check("g rest: a form with two files is 400 'send one file'",
+              st == 400 and body.get("error", {}).get("message") == "send one file" and
+              body.get("error", {}).get("param") == "file", f"{st} {body}")
+        ts.wait_streams_idle(srv, 20)
+
+        # At capacity (one stream held), a WhisperLive client that never
+        # sends its first message is dropped without a WAIT.
+        from websockets.sync.client import connect
+        from websockets.exceptions import ConnectionClosed
+        hold = connect(f"ws://127.0.0.1:{srv.http}/v1/stream", open_timeout=10)
+        hold.recv(10)
+        got, closed = [], False
+        try:
+            with connect(f"ws://127.0.0.1:{srv.whisperlive}/", open_timeout=10) as wl:
+                t = time.monotonic()
+                while time.monotonic() - t < 15:
+                    got.append(wl.recv(15))
+        except (ConnectionClosed, TimeoutError) as e:
+            closed = isinstance(e, ConnectionClosed)
+        hold.close()
+        check("g whisperlive: a refused client that sends nothing is dropped, no WAIT",
+              closed and not any("WAIT" in str(m) for m in got), f"{closed} {got[:2]}")
+    finally:
+        srv.stop()
+
+
+def test_h_drain_deadline():
+    srv = ts.Server(["--drain-timeout", "1", "--heartbeat-timeout", "120",
+                     "--inference-timeout", "120"], name="h", workers=1)
+    stopped = None
+    try:
+        from websockets.sync.client import connect
+        from websockets.exceptions import ConnectionClosed
+        ws = connect(f"ws://127.0.0.1:{srv.http}/v1/stream", open_timeout=10)
+        ws.recv(10)
+        ws.send(ts.jfk_pcm()[:64000])
+        time.sleep(1.0)
+        (stopped,) = srv.worker_pids()
+        os.kill(stopped, signal.SIGSTOP)
+        ws.send(ts.jfk_pcm()[64000:160000])
+        time.sleep(0.5)
+        os.kill(srv.pid, signal.SIGTERM)
+        code = None
+        try:
+            while True:
+                ws.recv(15)
+        except ConnectionClosed:
+            code = ws.close_code
+        except TimeoutError:
+            pass
+        check("h: the stream that cannot flush is closed with 1001 after the deadline",
+              code == 1001, str(code))
+        t = time.monotonic()
+        while time.monotonic() - t < 5 and not any("drain deadline passed" in ln
+                                                   for ln in srv.log()):
+            time.sleep(0.1)
+        check("h: the log says the drain deadline passed",
+              any("drain deadline passed" in ln for ln in srv.log()))
+    finally:
+        if stopped is not None:
+            try:
+                os.kill(stopped, signal.SIGCONT)
+            except OSError:
+                pass
         srv.stop()
 
 
 TESTS = [("a", test_a_text_messages), ("b", test_b_max_stream_seconds),
          ("c", test_c_loud_float), ("d", test_d_authorization_length),
-         ("e", test_e_descriptors), ("f", test_f_worker_memory)]
+         ("e", test_e_descriptors), ("f", test_f_worker_memory),
+         ("g", test_g_dialect_limits), ("h", test_h_drain_deadline)]
 
 
 def main():
