@@ -34,6 +34,10 @@ Checks, each printed "ok NAME" or "FAIL NAME: why":
            (1006); the supervisor restarts it
   drain    SIGTERM mid-stream: "closed: Server shutting down" (1001), and
            the server exits 0
+  key      a second server with --api-key: with the page's API key field
+           empty, Start ends saying the server may need a key (the
+           handshake got 401); with the key typed in (sent as the
+           subprotocol bearer.KEY) the JFK run passes as in pcm
 
 Screenshots go to $SOTTO_ARTIFACTS, else to artifacts/ beside the sotto
 binary (browser-pcm.png and browser-opus.png at the end of each run,
@@ -348,6 +352,37 @@ def run_drain(d, srv):
     check("drain: the server exits 0", rc == 0, f"exit status {rc}")
 
 
+KEY = "browser-Key_0123456789"
+
+
+def run_key(d):
+    """A server with --api-key: without the key the page says it may need
+    one; with the key in its field (sent as the subprotocol bearer.KEY)
+    the captions come as before."""
+    ksrv = ts.Server(extra=["--api-key", KEY, "--max-streams", "1"], workers=1,
+                     name="key", ready_headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        load(d, ksrv)
+        key = d.find_element(By.ID, "key")
+        key.clear()
+        start(d)
+        wait_for(lambda: state(d)[0] == "closed", CLOSE_TIMEOUT)
+        st = state(d)
+        check("key: without the key the page says it may need one",
+              "API key" in st[1], f"state {st}")
+        # The refused handshake is logged by Chromium itself; nothing else
+        # may be.
+        other = [m for m in console_problems(d) if "Authentication failed" not in m]
+        check("key: the refusal is the only console error", not other, str(other[:3]))
+        key.send_keys(KEY)
+        run_jfk(d, ksrv, "key", "browser-key.png")
+        check("key: the server logged no key",
+              not any(KEY in ln for ln in ksrv.log()))
+    finally:
+        d.execute_script("sessionStorage.clear();")
+        ksrv.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sotto", required=True)
@@ -403,6 +438,8 @@ def main():
         run_lost(d, srv)
         print("== drain", flush=True)
         run_drain(d, srv)
+        print("== key", flush=True)
+        run_key(d)
     except Exception as e:  # noqa: BLE001
         check("runs without an exception", False, f"{type(e).__name__}: {e}")
     finally:
