@@ -472,6 +472,15 @@ static void test_bad_config(void)
         expect_fail(dir, SOTTO_EMODEL, cases[i].needle, NULL, cases[i].json,
                     __LINE__);
     }
+    /* SOTTO__MAX_CONFIG_BYTES (model.c), 16 MiB, and one byte more (a
+     * sparse file of zeros: the size is checked as it is read). */
+    {
+        char path[128];
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        CHECK(truncate(path, (16 << 20) + 1) == 0);
+        expect_fail(dir, SOTTO_EMODEL, "larger than 16777216 bytes", NULL,
+                    "a config.json over 16 MiB", __LINE__);
+    }
     remove_dir(dir);
 }
 
@@ -608,6 +617,10 @@ static void test_parse_in_memory(void)
                      "no alias");
         put_u32(bin + r.start - 4, 2);
         EXPECT_PARSE(bin_len, SOTTO_EMODEL, "truncated", "alias missing");
+        /* SOTTO__MAX_ALIASES (model.c) is 100000. */
+        put_u32(bin + r.start - 4, 100001);
+        EXPECT_PARSE(bin_len, SOTTO_EMODEL, "declares 100001 aliases",
+                     "100001 aliases");
         put_u32(bin + r.start - 4, 1);
     }
 

@@ -444,6 +444,13 @@ static void test_real_errors(const char *model)
         EXPECT_FAIL(dir, N_VOCAB, SOTTO_EMODEL, "not valid JSON");
         free(json);
     }
+    /* MAX_FILE_BYTES (tokenizer.c), 256 MiB, and one byte more: a sparse
+     * file, refused by its size before it is read. */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    write_file(dir, "tokenizer.json", "", 0);
+    CHECK(truncate(path, (256 << 20) + 1) == 0);
+    EXPECT_FAIL(dir, N_VOCAB, SOTTO_EMODEL, "too large (268435457 bytes)");
+    unlink(path);
     remove_dir(dir);
 }
 

@@ -516,6 +516,51 @@ static void test_load_errors(void)
         unlink(tmp);
     }
 
+    /* MAX_FILE_BYTES (vad.c), 64 MiB, and one byte more: a sparse file,
+     * refused by its size. */
+    {
+        char big[] = "/tmp/test_vad_big_XXXXXX";
+        int bfd = mkstemp(big);
+        CHECK(bfd >= 0);
+        if (bfd >= 0) {
+            CHECK(ftruncate(bfd, (64 << 20) + 1) == 0);
+            close(bfd);
+            CHECK_INT_EQ(sotto__vad_model_load(big, &m, err, sizeof err), SOTTO_EMODEL);
+            CHECK(m == NULL && strstr(err, "67108865 bytes, more than the 67108864") != NULL);
+            printf("64 MiB + 1: %s\n", err);
+            unlink(big);
+        }
+    }
+
+    /* SOTTO__SAFETENSORS_MAX_TENSORS and _MAX_RANK, one past each. */
+    {
+        size_t cap = 64 + (size_t)(SOTTO__SAFETENSORS_MAX_TENSORS + 1) * 64, hl;
+        unsigned char *f = malloc(cap);
+        char *h = f != NULL ? (char *)f + 8 : NULL;
+        CHECK(f != NULL);
+        if (f != NULL) {
+            size_t k = 0;
+            k += (size_t)sprintf(h + k, "{");
+            for (int i = 0; i <= SOTTO__SAFETENSORS_MAX_TENSORS; i++)
+                k += (size_t)sprintf(h + k, "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[1],"
+                                     "\"data_offsets\":[0,4]}", i ? "," : "", i);
+            k += (size_t)sprintf(h + k, "}");
+            hl = k;
+            for (int i = 0; i < 8; i++)
+                f[i] = (unsigned char)(hl >> (8 * i));
+            memset(f + 8 + hl, 0, 4);
+            expect_load("1025 tensors", f, 8 + hl + 4, SOTTO_EMODEL,
+                        "more than the limit of 1024");
+            hl = (size_t)sprintf(h, "{\"conv\":{\"dtype\":\"F32\",\"shape\":"
+                                    "[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}");
+            for (int i = 0; i < 8; i++)
+                f[i] = (unsigned char)(hl >> (8 * i));
+            memset(f + 8 + hl, 0, 4);
+            expect_load("rank 9", f, 8 + hl + 4, SOTTO_EMODEL, "more than 8 dimensions");
+            free(f);
+        }
+    }
+
     /* A header length over the limit, and a corrupt header. */
     memcpy(copy, real, len);
     copy[5] = 1;                               /* 2^40 + 1208 */

@@ -50,6 +50,10 @@ Tests:
   h  the drain deadline: with --drain-timeout 1, a stream whose worker is
      stopped (SIGSTOP) cannot flush; after SIGTERM it is closed with 1001
      anyway, the log says the deadline passed, and the server exits
+  i  SOTTO__WORKER_MAX_STREAMS: with one worker and --max-streams 257,
+     256 configured streams open on the worker; the 257th gets an error
+     event "too many streams on this worker (limit 256)" and close 1000,
+     and the others still stream (one of them gets the JFK sentence)
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -509,10 +513,71 @@ def test_h_drain_deadline():
         srv.stop()
 
 
+WORKER_MAX_STREAMS = 256   # SOTTO__WORKER_MAX_STREAMS, src/server/worker.h
+
+
+def test_i_worker_streams():
+    from websockets.sync.client import connect
+    from websockets.exceptions import ConnectionClosed
+    srv = ts.Server(["--max-streams", str(WORKER_MAX_STREAMS + 1),
+                     "--idle-timeout", "300"], name="i", workers=1)
+    held = []
+    try:
+        cfg = json.dumps({"format": "pcm_s16le", "sample_rate": 16000})
+        for _ in range(WORKER_MAX_STREAMS):
+            ws = connect(f"ws://127.0.0.1:{srv.http}/v1/stream", open_timeout=10)
+            ws.recv(10)
+            ws.send(cfg)
+            held.append(ws)
+        # The OPENs reach the worker in order over its one channel, so the
+        # 257th comes after the 256 others.
+        over = connect(f"ws://127.0.0.1:{srv.http}/v1/stream", open_timeout=10)
+        over.recv(10)
+        over.send(cfg)
+        evs, code = [], None
+        try:
+            while True:
+                evs.append(json.loads(over.recv(20)))
+        except ConnectionClosed:
+            code = over.close_code
+        except TimeoutError:
+            pass
+        errs = [e for e in evs if e.get("type") == "error"]
+        check("i: the 257th stream on one worker gets an error naming the limit",
+              any("too many streams on this worker (limit 256)" in e.get("message", "")
+                  for e in errs), str(evs[:3]))
+        check("i: then close 1000", code == 1000, str(code))
+        # The held streams are alive: one of them streams the sentence.
+        ws = held.pop()
+        pcm = ts.jfk_pcm()
+        for at in range(0, len(pcm), 32000):
+            ws.send(pcm[at:at + 32000])
+        ws.send(json.dumps({"type": "finish"}))
+        text = []
+        try:
+            while True:
+                e = json.loads(ws.recv(120))
+                if e.get("type") == "final":
+                    text.append(e.get("text", ""))
+        except (ConnectionClosed, TimeoutError):
+            pass
+        got = " ".join(text)
+        check("i: a stream among the 256 still gets the JFK sentence",
+              ts.wer(JFK_REF, got) <= 0.1, got)
+    finally:
+        for ws in held:
+            try:
+                ws.close()
+            except Exception:  # noqa: BLE001
+                pass
+        srv.stop()
+
+
 TESTS = [("a", test_a_text_messages), ("b", test_b_max_stream_seconds),
          ("c", test_c_loud_float), ("d", test_d_authorization_length),
          ("e", test_e_descriptors), ("f", test_f_worker_memory),
-         ("g", test_g_dialect_limits), ("h", test_h_drain_deadline)]
+         ("g", test_g_dialect_limits), ("h", test_h_drain_deadline),
+         ("i", test_i_worker_streams)]
 
 
 def main():
