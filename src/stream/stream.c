@@ -579,6 +579,18 @@ static int prefix_take(sotto_stream *s, const sotto__result *r, double base,
     return rc;
 }
 
+/* Whether a segment of r loops: its compression ratio is over the
+ * threshold (0 or less: the test is off). */
+static int result_loops(const sotto__result *r, float threshold)
+{
+    if (threshold <= 0.0f)
+        return 0;
+    for (int i = 0; i < r->n_segments; i++)
+        if (r->segments[i].compression_ratio > threshold)
+            return 1;
+    return 0;
+}
+
 /*
  * Transcribes the buffer and commits what two passes agree on; with
  * `last`, commits every word (the utterance is over).  A failed pass is
@@ -603,7 +615,8 @@ static int run_pass(sotto_stream *s, int last)
      * does on the first second of an utterance) is simply skipped, since
      * the next pass sees more audio.  The last pass decodes once too, so
      * that a flush (a client's Ctrl+C, a drain) costs one decode; a loop
-     * there commits the previous pass's pending words (below).  The
+     * there gets the fallback ladder (below), and only a loop that
+     * survives it commits the previous pass's pending words.  The
      * fallback ladder, which costs several decodes, is kept for the passes
      * over a buffer already due for trimming, whose words must be taken. */
     quick = !last && secs <= s->p.buffer_trim;
@@ -636,29 +649,52 @@ static int run_pass(sotto_stream *s, int last)
         if ((rc = sotto__infer_create(s->m, n_seq, &s->st)) != 0)
             goto fail;
     }
-    t0 = now_seconds();
     n_forced = s->n_pfx;
-    rc = sotto__transcribe_window(s->st, s->buf, s->buf_n, ids, n_ids,
-                                  s->pfx, s->n_pfx,
-                                  s->p.encode_full_window ? -1
-                                                          : SOTTO__STREAM_PAD_FRAMES,
-                                  &dec,
-                                  &s->lang_token, &s->rng, r, msg, sizeof msg);
-    s->stats.compute_seconds += now_seconds() - t0;
-    s->stats.n_passes++;
-    s->utt_passes++;
-    if (rc != 0) {
-        s->n_pfx = 0;
-        sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_ERROR,
-                    "stream pass at %.2f s failed: %s", base, msg);
-        if ((rc = emit_simple(s, SOTTO_EVENT_ERROR, base + secs, rc, msg)) != 0)
+    for (;;) {
+        t0 = now_seconds();
+        rc = sotto__transcribe_window(s->st, s->buf, s->buf_n, ids, n_ids,
+                                      s->pfx, s->n_pfx,
+                                      s->p.encode_full_window ? -1
+                                                              : SOTTO__STREAM_PAD_FRAMES,
+                                      &dec,
+                                      &s->lang_token, &s->rng, r, msg, sizeof msg);
+        s->stats.compute_seconds += now_seconds() - t0;
+        s->stats.n_passes++;
+        s->utt_passes++;
+        if (rc != 0) {
+            s->n_pfx = 0;
+            sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_ERROR,
+                        "stream pass at %.2f s failed: %s", base, msg);
+            if ((rc = emit_simple(s, SOTTO_EVENT_ERROR, base + secs, rc, msg)) != 0)
+                goto fail;
+            goto commit;
+        }
+        /*
+         * The last pass decodes once; if that decode loops, it gets the
+         * fallback ladder after all.  Without it the loop would leave only
+         * the previous pass's pending words to commit, and everything
+         * heard since that pass (the end of a recording flushed in one
+         * piece by a loaded worker, say) would be lost.  Loops are rare,
+         * so a flush still costs one decode almost always.
+         */
+        if (!last || dec.n_temperatures >= s->dec.n_temperatures ||
+            !result_loops(r, dec.compression_ratio_threshold))
+            break;
+        sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_DEBUG,
+                    "stream pass: last pass over %.2f..%.2f s loops; decoding "
+                    "again with the fallback ladder", base, base + secs);
+        sotto_result_destroy(r);
+        if ((r = sotto__result_create(secs)) == NULL) {
+            rc = SOTTO_ENOMEM;
             goto fail;
-        goto commit;
+        }
+        dec.n_temperatures = s->dec.n_temperatures;
     }
     /* A loop that survived the fallback ladder on the last pass of an
      * utterance ("Americans. And so my fellow Americans. And so ..." over
      * less than a second) must not be committed: the words the previous
-     * pass left pending are committed instead, as when a pass fails. */
+     * pass left pending are committed instead, as when a pass fails.  (On
+     * the last pass the ladder ran above; a quick pass is just skipped.) */
     if ((quick || last) && dec.compression_ratio_threshold > 0.0f)
         for (int i = 0; i < r->n_segments; i++)
             if (r->segments[i].compression_ratio > dec.compression_ratio_threshold) {

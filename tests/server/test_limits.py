@@ -64,6 +64,7 @@ import time
 import os
 import signal
 import socket
+import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -146,6 +147,27 @@ def test_a_text_messages():
             else:
                 check(f"a realtime: a {size}-byte append gets close 1009", code == 1009,
                       f"{code} {errors}")
+
+        # Decoded audio over --max-frame in a message under the text limit:
+        # an error event, and the session goes on.
+        ws = ts.ws_connect(f"ws://127.0.0.1:{srv.http}/v1/realtime?intent=transcription",
+                           max_size=None, proxy=None, ping_interval=None)
+        ws.recv(10)
+        ws.send(json.dumps({"type": "input_audio_buffer.append",
+                            "audio": base64.b64encode(bytes(65536 + 2)).decode()}))
+        ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+        got = []
+        try:
+            while not got or got[-1].get("type") != "input_audio_buffer.cleared":
+                got.append(json.loads(ws.recv(10)))
+        except (ts.ConnectionClosed, TimeoutError) as e:
+            got.append({"closed": str(e)})
+        ws.close()
+        check("a realtime: an append of 65538 decoded bytes (over --max-frame) gets "
+              "error audio_too_large, and the session goes on",
+              any(m.get("type") == "error" and
+                  m.get("error", {}).get("code") == "audio_too_large" for m in got) and
+              got[-1].get("type") == "input_audio_buffer.cleared", str(got)[:300])
     finally:
         srv.stop()
 
@@ -446,6 +468,17 @@ def test_g_dialect_limits():
               st == 400 and "no file field" in body.get("error", {}).get("message", ""),
               f"{st} {body}")
         st, body = post_form(srv.http, [("file", "a.wav", jfk), ("file", "b.wav", jfk)])
+        # A float WAV with a NaN sample: refused as audio, 415.
+        samples = np.zeros(16000, dtype="<f4")
+        samples[8000] = np.nan
+        data = samples.tobytes()
+        fmt = struct.pack("<HHIIHH", 3, 1, 16000, 16000 * 4, 4, 32)
+        wav = (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" +
+               b"fmt " + struct.pack("<I", len(fmt)) + fmt +
+               b"data" + struct.pack("<I", len(data)) + data)
+        st, body = post_form(srv.http, [("file", "nan.wav", wav)])
+        check("g rest: a float WAV with a NaN sample is 415",
+              st == 415 and body.get("error", {}).get("param") == "file", f"{st} {body}")
         check("g rest: a form with two files is 400 'send one file'",
               st == 400 and body.get("error", {}).get("message") == "send one file" and
               body.get("error", {}).get("param") == "file", f"{st} {body}")
