@@ -804,11 +804,6 @@ static int read_text_file(const char *path, size_t limit, char **out,
     for (;;) {
         if (cap - n < 4096) {
             char *nb;
-            if (cap > limit) {
-                rc = sotto__errf(err, errcap, SOTTO_EMODEL,
-                                 "%s is larger than %zu bytes", path, limit);
-                goto fail;
-            }
             cap = cap ? cap * 2 : 65536;
             nb = realloc(buf, cap + 1);
             if (nb == NULL) {
@@ -819,6 +814,13 @@ static int read_text_file(const char *path, size_t limit, char **out,
         }
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
+        /* Checked on what was read, not on the buffer, which doubles: a
+         * file between the limit and twice it must not pass. */
+        if (n > limit) {
+            rc = sotto__errf(err, errcap, SOTTO_EMODEL,
+                             "%s is larger than %zu bytes", path, limit);
+            goto fail;
+        }
         if (got == 0)
             break;
     }
