@@ -282,7 +282,15 @@ def proc_status(pid, key):
 def test_d_seccomp():
     srv = ts.Server(name="seccomp", workers=2)
     try:
-        workers = sorted(srv.worker_pids())
+        # /ready needs one worker; the filter goes on as each finishes
+        # loading the model, so wait (bounded) for both.
+        t, workers = time.monotonic(), []
+        while time.monotonic() - t < 30:
+            workers = sorted(srv.worker_pids())
+            if len(workers) == 2 and all(proc_status(p, "Seccomp") == "2"
+                                         for p in workers):
+                break
+            time.sleep(0.2)
         check("d seccomp: both workers run under a filter (Seccomp 2, NoNewPrivs 1)",
               len(workers) == 2 and all(proc_status(p, "Seccomp") == "2" and
                                         proc_status(p, "NoNewPrivs") == "1"
