@@ -94,9 +94,15 @@ int sotto__sandbox_worker(void)
         goto fail;
     /* Only AF_UNIX sockets (none is made today; the channel is inherited). */
     what = "the socket rule";
-    if ((rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
-                               SCMP_A0(SCMP_CMP_NE, AF_UNIX))) != 0)
-        goto fail;
+    {
+        /* SCMP_A0() leaves datum_b out, which clang's -Wextra reports. */
+        const struct scmp_arg_cmp not_unix = {
+            .arg = 0, .op = SCMP_CMP_NE, .datum_a = AF_UNIX, .datum_b = 0
+        };
+        if ((rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                                   not_unix)) != 0)
+            goto fail;
+    }
     for (size_t i = 0; i < sizeof worker_denied / sizeof worker_denied[0]; i++) {
         /* A call this architecture lacks cannot be made anyway. */
         if (worker_denied[i] < 0)
