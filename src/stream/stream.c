@@ -695,21 +695,17 @@ static int run_pass(sotto_stream *s, int last)
      * less than a second) must not be committed: the words the previous
      * pass left pending are committed instead, as when a pass fails.  (On
      * the last pass the ladder ran above; a quick pass is just skipped.) */
-    if ((quick || last) && dec.compression_ratio_threshold > 0.0f)
-        for (int i = 0; i < r->n_segments; i++)
-            if (r->segments[i].compression_ratio > dec.compression_ratio_threshold) {
-                sotto__logf(s->m->log, s->m->log_user,
-                            last ? SOTTO_LOG_WARN : SOTTO_LOG_DEBUG,
-                            "stream pass: buffer %.2f..%.2f s loops; %s", base,
-                            base + secs, last ? "committing the previous pass's "
-                            "pending words" : "skipped");
-                s->stats.n_skipped++;
-                if (last) {
-                    s->n_pfx = 0;
-                    goto commit;
-                }
-                goto fail;
-            }
+    if ((quick || last) && result_loops(r, dec.compression_ratio_threshold)) {
+        sotto__logf(s->m->log, s->m->log_user, last ? SOTTO_LOG_WARN : SOTTO_LOG_DEBUG,
+                    "stream pass: buffer %.2f..%.2f s loops; %s", base, base + secs,
+                    last ? "committing the previous pass's pending words" : "skipped");
+        s->stats.n_skipped++;
+        if (last) {
+            s->n_pfx = 0;
+            goto commit;
+        }
+        goto fail;
+    }
     seg_end = malloc(((size_t)r->n_segments + 1) * sizeof *seg_end);
     if (seg_end == NULL) {
         rc = SOTTO_ENOMEM;

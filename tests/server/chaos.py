@@ -531,14 +531,6 @@ def f_fd_exhaustion(ctx):
             f"{'kept' if alive else 'LOST'}; log {'says' if noted else 'does NOT say'} why")
 
 
-def vm_size_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for ln in f:
-            if ln.startswith("VmSize:"):
-                return int(ln.split()[1])
-    raise OSError("no VmSize")
-
-
 def f_memory_pressure(ctx):
     """A worker's address space cut to what it uses (prlimit, as a tight
     --worker-memory or a full machine would): its next allocation of
@@ -554,7 +546,7 @@ def f_memory_pressure(ctx):
     deaths0 = sum("exited with status 75 (out of memory)" in ln for ln in ctx.srv.log())
     try:
         old = resource.prlimit(pid, resource.RLIMIT_AS)
-        lim = (vm_size_kb(pid) + 1024) * 1024
+        lim = (ts.vm_size_kb(pid) + 1024) * 1024
         resource.prlimit(pid, resource.RLIMIT_AS, (lim, lim))
     except OSError as e:
         return True, f"worker {pid} gone before the limit: {e}"

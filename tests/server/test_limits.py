@@ -290,14 +290,6 @@ def ignores_worker_memory(srv):
     return any("--worker-memory is ignored" in ln for ln in srv.log())
 
 
-def vm_size_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for ln in f:
-            if ln.startswith("VmSize:"):
-                return int(ln.split()[1])
-    raise OSError("no VmSize")
-
-
 def test_f_worker_memory():
     srv = ts.Server(["--worker-memory", "128M"], name="f1", workers=1,
                     wait_ready=False)
@@ -331,7 +323,7 @@ def test_f_worker_memory():
             return
         import resource
         (pid,) = srv.worker_pids()
-        lim = (vm_size_kb(pid) + 1024) * 1024
+        lim = (ts.vm_size_kb(pid) + 1024) * 1024
         resource.prlimit(pid, resource.RLIMIT_AS, (lim, lim))
         run = ts.ws_stream(srv.http, ts.jfk_pcm(), {"format": "pcm_s16le",
                                                      "sample_rate": 16000}, 32000)
@@ -348,7 +340,7 @@ def test_f_worker_memory():
                   for ln in srv.log()))
         check("f2: a restarted worker, without the cut limit, is ready again",
               srv.wait_ready(30) and srv.worker_pids() and pid not in srv.worker_pids())
-        idle = vm_size_kb(list(srv.worker_pids())[0])
+        idle = ts.vm_size_kb(list(srv.worker_pids())[0])
     finally:
         srv.stop()
 

@@ -239,6 +239,16 @@ def proc_fds(pid):
         return 0
 
 
+def vm_size_kb(pid):
+    """The address space a process maps (VmSize), in KiB: what RLIMIT_AS
+    counts."""
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmSize:"):
+                return int(ln.split()[1])
+    raise OSError(f"no VmSize for {pid}")
+
+
 def proc_rss_kb(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
