@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -866,8 +867,12 @@ static void refuse_no_fd(sotto__gateway *g, const gw_dialect *dl, const char *wh
 void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl)
 {
     for (int k = 0; k < 16; k++) {
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(listen_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         int one = 1, idle = 30, intvl = 10, cnt = 3;
+        char host[NI_MAXHOST], port[NI_MAXSERV];
         const char *why;
         lws_sock_file_fd_type u;
         struct lws *wsi;
@@ -929,7 +934,13 @@ void sotto__gw_tcp_accept(sotto__gateway *g, int listen_fd, const gw_dialect *dl
          * Wyoming's say what it is first. */
         s->configured = dl == NULL;
         lws_set_opaque_user_data(wsi, s);
-        sotto__log(SOTTO_LOG_INFO, s->id, "%s stream opened", dl ? dl->name : "tcp");
+        /* The peer's address and port tie the stream to its client in
+         * the log (raw TCP has no stream id on the wire). */
+        if (getnameinfo((struct sockaddr *)&peer, peer_len, host, sizeof host, port,
+                        sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+            snprintf(host, sizeof host, "?"), snprintf(port, sizeof port, "?");
+        sotto__log(SOTTO_LOG_INFO, s->id, "%s stream opened (from %s port %s)",
+                   dl ? dl->name : "tcp", host, port);
         if (dl != NULL && dl->opened != NULL)
             dl->opened(g, s);
     }

@@ -98,6 +98,19 @@ int sotto__agree_same_text(const char *a, const char *b)
     }
 }
 
+int sotto__agree_loop_start(const sotto__hword *w, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int len = 1; len <= i && i + len <= n; len++) {
+            int same = 1;
+            for (int j = 0; same && j < len; j++)
+                same = sotto__agree_same_text(w[i - len + j].text, w[i + j].text);
+            if (same)
+                return i;
+        }
+    return n;
+}
+
 static int same_word(const sotto__hword *x, const sotto__hword *y)
 {
     return sotto__agree_same_text(x->text, y->text) &&

@@ -79,6 +79,13 @@ void sotto__agree_forget_before(sotto__agree *a, double t);
  * last_end so that nothing before it is committed again. */
 void sotto__agree_reset(sotto__agree *a);
 
+/* The number of words of w[0 .. n) before its first tandem repeat: the
+ * smallest i such that w[i .. i+L) repeats w[i-L .. i) for some L >= 1
+ * (texts compared as sotto__agree_same_text does); n when there is none.
+ * A decode that loops ("Americans. And so my fellow Americans. And so")
+ * keeps its words up to where the repetition starts. */
+int sotto__agree_loop_start(const sotto__hword *w, int n);
+
 /* Compares two words' texts ignoring case, spaces and ASCII punctuation
  * (exposed for the tests).  Returns 1 when they are the same word. */
 int sotto__agree_same_text(const char *a, const char *b);

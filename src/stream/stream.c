@@ -592,6 +592,42 @@ static int result_loops(const sotto__result *r, float threshold)
 }
 
 /*
+ * Cuts the hypothesis of a looping last pass at its first tandem repeat,
+ * then appends the previous pass's pending words that begin after what
+ * is kept (within the LocalAgreement start tolerance), so that neither
+ * the loop nor anything heard before it is lost.  A looping text with no
+ * tandem repeat is not trusted at all: only the pending words are kept.
+ */
+static int cut_loop(sotto_stream *s, sotto__wordvec *hyp, double base,
+                    double secs)
+{
+    int keep = sotto__agree_loop_start(hyp->v, hyp->n), n_pending = 0, rc;
+    double after = -1e300;
+
+    if (keep == hyp->n)
+        keep = 0;
+    for (int i = keep; i < hyp->n; i++)
+        free(hyp->v[i].text);
+    hyp->n = keep;
+    if (keep > 0)
+        after = hyp->v[keep - 1].end - 0.1;
+    for (int i = 0; i < s->agree.pending.n; i++) {
+        const sotto__hword *w = &s->agree.pending.v[i];
+        if (w->start < after)
+            continue;
+        if ((rc = sotto__wordvec_push(hyp, w->start, w->end, w->text,
+                                      w->probability)) != 0)
+            return rc;
+        n_pending++;
+    }
+    sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_WARN,
+                "stream pass: buffer %.2f..%.2f s loops; committing its %d "
+                "words before the repetition and %d pending words after them",
+                base, base + secs, keep, n_pending);
+    return 0;
+}
+
+/*
  * Transcribes the buffer and commits what two passes agree on; with
  * `last`, commits every word (the utterance is over).  A failed pass is
  * reported as an error event; at the end of an utterance the pending
@@ -615,8 +651,7 @@ static int run_pass(sotto_stream *s, int last)
      * does on the first second of an utterance) is simply skipped, since
      * the next pass sees more audio.  The last pass decodes once too, so
      * that a flush (a client's Ctrl+C, a drain) costs one decode; a loop
-     * there gets the fallback ladder (below), and only a loop that
-     * survives it commits the previous pass's pending words.  The
+     * there is cut where it starts to repeat (cut_loop).  The
      * fallback ladder, which costs several decodes, is kept for the passes
      * over a buffer already due for trimming, whose words must be taken. */
     quick = !last && secs <= s->p.buffer_trim;
@@ -650,61 +685,23 @@ static int run_pass(sotto_stream *s, int last)
             goto fail;
     }
     n_forced = s->n_pfx;
-    for (;;) {
-        t0 = now_seconds();
-        rc = sotto__transcribe_window(s->st, s->buf, s->buf_n, ids, n_ids,
-                                      s->pfx, s->n_pfx,
-                                      s->p.encode_full_window ? -1
-                                                              : SOTTO__STREAM_PAD_FRAMES,
-                                      &dec,
-                                      &s->lang_token, &s->rng, r, msg, sizeof msg);
-        s->stats.compute_seconds += now_seconds() - t0;
-        s->stats.n_passes++;
-        s->utt_passes++;
-        if (rc != 0) {
-            s->n_pfx = 0;
-            sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_ERROR,
-                        "stream pass at %.2f s failed: %s", base, msg);
-            if ((rc = emit_simple(s, SOTTO_EVENT_ERROR, base + secs, rc, msg)) != 0)
-                goto fail;
-            goto commit;
-        }
-        /*
-         * The last pass decodes once; if that decode loops, it gets the
-         * fallback ladder after all.  Without it the loop would leave only
-         * the previous pass's pending words to commit, and everything
-         * heard since that pass (the end of a recording flushed in one
-         * piece by a loaded worker, say) would be lost.  Loops are rare,
-         * so a flush still costs one decode almost always.
-         */
-        if (!last || dec.n_temperatures >= s->dec.n_temperatures ||
-            !result_loops(r, dec.compression_ratio_threshold))
-            break;
-        sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_DEBUG,
-                    "stream pass: last pass over %.2f..%.2f s loops; decoding "
-                    "again with the fallback ladder", base, base + secs);
-        sotto_result_destroy(r);
-        if ((r = sotto__result_create(secs)) == NULL) {
-            rc = SOTTO_ENOMEM;
+    t0 = now_seconds();
+    rc = sotto__transcribe_window(s->st, s->buf, s->buf_n, ids, n_ids,
+                                  s->pfx, s->n_pfx,
+                                  s->p.encode_full_window ? -1
+                                                          : SOTTO__STREAM_PAD_FRAMES,
+                                  &dec,
+                                  &s->lang_token, &s->rng, r, msg, sizeof msg);
+    s->stats.compute_seconds += now_seconds() - t0;
+    s->stats.n_passes++;
+    s->utt_passes++;
+    if (rc != 0) {
+        s->n_pfx = 0;
+        sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_ERROR,
+                    "stream pass at %.2f s failed: %s", base, msg);
+        if ((rc = emit_simple(s, SOTTO_EVENT_ERROR, base + secs, rc, msg)) != 0)
             goto fail;
-        }
-        dec.n_temperatures = s->dec.n_temperatures;
-    }
-    /* A loop that survived the fallback ladder on the last pass of an
-     * utterance ("Americans. And so my fellow Americans. And so ..." over
-     * less than a second) must not be committed: the words the previous
-     * pass left pending are committed instead, as when a pass fails.  (On
-     * the last pass the ladder ran above; a quick pass is just skipped.) */
-    if ((quick || last) && result_loops(r, dec.compression_ratio_threshold)) {
-        sotto__logf(s->m->log, s->m->log_user, last ? SOTTO_LOG_WARN : SOTTO_LOG_DEBUG,
-                    "stream pass: buffer %.2f..%.2f s loops; %s", base, base + secs,
-                    last ? "committing the previous pass's pending words" : "skipped");
-        s->stats.n_skipped++;
-        if (last) {
-            s->n_pfx = 0;
-            goto commit;
-        }
-        goto fail;
+        goto commit;
     }
     seg_end = malloc(((size_t)r->n_segments + 1) * sizeof *seg_end);
     if (seg_end == NULL) {
@@ -720,6 +717,26 @@ static int run_pass(sotto_stream *s, int last)
                                           g->words[j].text,
                                           g->words[j].probability)) != 0)
                 goto fail;
+    }
+    /* A quick pass whose text loops is skipped: the next pass sees more
+     * audio.  On the last pass of an utterance ("Americans. And so my
+     * fellow Americans. And so ..." over less than a second) the loop must
+     * not be committed, and neither may what was heard since the previous
+     * pass be dropped (the end of a recording flushed in one piece by a
+     * loaded worker): the words before the repetition starts are kept, and
+     * then the previous pass's pending words that come after them.  A
+     * fallback ladder here would cost up to six more decodes on a flush,
+     * and tiny.en's loops over short buffers mostly survive it. */
+    if ((quick || last) && result_loops(r, dec.compression_ratio_threshold)) {
+        s->stats.n_skipped++;
+        if (!last) {
+            sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_DEBUG,
+                        "stream pass: buffer %.2f..%.2f s loops; skipped",
+                        base, base + secs);
+            goto fail;
+        }
+        if ((rc = cut_loop(s, &hyp, base, secs)) != 0)
+            goto fail;
     }
     if ((rc = sotto__agree_insert(&s->agree, hyp.v, hyp.n, last,
                                   &committed)) != 0)

@@ -58,6 +58,7 @@ import difflib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -154,11 +155,13 @@ def stream_ws(port, pcm, stop):
 
 
 def stream_tcp(port, pcm, stop):
-    """Streams pcm over raw TCP: (status, text)."""
+    """Streams pcm over raw TCP: (status, text, local port).  The port
+    finds the stream in the server's log (tcp_stream_of)."""
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
     except OSError:
         return "refused", "", None
+    local = s.getsockname()[1]
     lines, buf, ok, stopped = [], b"", False, False
     step = int(ts.RATE * CHUNK_S) * 2
     try:
@@ -184,7 +187,26 @@ def stream_tcp(port, pcm, stop):
         parts = line.split(" ", 2)
         if len(parts) == 3:
             lines.append(parts[2])
-    return ("stopped" if stopped else "completed" if ok else "dropped"), " ".join(lines), None
+    return ("stopped" if stopped else "completed" if ok else "dropped"), " ".join(lines), local
+
+
+def tcp_stream_of(srv, local_port):
+    """The server's id for the latest raw TCP stream from local_port, and
+    whether the server ended it before its end (raw TCP has no error on
+    the wire: the connection just closes, as after a whole stream)."""
+    lines = srv.log()
+    opened = f"tcp stream opened (from 127.0.0.1 port {local_port})"
+    for i in range(len(lines) - 1, -1, -1):
+        if opened in lines[i]:
+            m = re.search(r" stream=(\d+): ", lines[i])
+            if not m:
+                return None, False
+            tag = f" stream={m.group(1)}: "
+            ended = any(tag in ln and ("ending the stream" in ln or
+                                       "; ending it" in ln)
+                        for ln in lines[i:])
+            return int(m.group(1)), ended
+    return None, False
 
 
 class Tracked(threading.Thread):
@@ -202,7 +224,10 @@ class Tracked(threading.Thread):
             pcm = ts.AUDIO[name][0].tobytes()
             t0 = now()
             if self.tcp and self.srv.tcp > 0:
-                status, text, sid = stream_tcp(self.srv.tcp, pcm, self.stop)
+                status, text, port = stream_tcp(self.srv.tcp, pcm, self.stop)
+                sid, ended = tcp_stream_of(self.srv, port) if port else (None, False)
+                if status == "completed" and ended:
+                    status = "dropped"      # what a WebSocket client sees as 1011
             else:
                 status, text, sid = stream_ws(self.srv.http, pcm, self.stop)
             self.outcomes.append(Outcome(name, status, text, t0, now(), sid))
@@ -712,7 +737,8 @@ def main():
           f"{len(names)} recordings", flush=True)
     srv = ts.Server(name="chaos", workers=2, env={"SOTTO_FAULT": f"trigger:{trig}"},
                     nofile=NOFILE,
-                    extra=["--inference-timeout", "5", "--heartbeat-timeout", "3",
+                    extra=["--log-level", "debug",
+                           "--inference-timeout", "5", "--heartbeat-timeout", "3",
                            "--worker-memory", WORKER_MEMORY,
                            "--max-frame", str(MAX_FRAME), "--max-streams", "32",
                            "--crash-loop-deaths", "30", "--crash-loop-window", "60"])
@@ -805,7 +831,7 @@ def main():
                 worst.append((lo + ad + ch, o.name, o.text, base[o.name]))
             if lo >= 3:
                 # A stream short of several words: keep what the server
-                # said about it (WebSocket streams; TCP ones by time).
+                # said about it.
                 pat = f"stream={o.sid}:" if o.sid is not None else None
                 short.append({"name": o.name, "lost": lo, "text": o.text,
                               "baseline": base[o.name], "stream": o.sid,
@@ -876,6 +902,10 @@ def main():
             os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
             with open(args.report, "w") as f:
                 json.dump(report, f, indent=1)
+            # The whole server log beside the report, for whatever the
+            # report's short_streams and failures point at.
+            with open(os.path.splitext(args.report)[0] + "-server.log", "w") as f:
+                f.write("\n".join(srv.log()) + "\n")
     failed = [n for n, ok in ts.RESULTS if not ok]
     print(f"chaos: {len(ts.RESULTS)} checks, {len(failed)} failed")
     for n in failed:

@@ -174,6 +174,34 @@ static void test_commit_pending_and_reset(void)
     sotto__agree_free(&a);
 }
 
+/* Where a looping decode starts to repeat itself. */
+static void test_loop_start(void)
+{
+    static const char *loop[] = { " And", " so", " my", " fellow", " Americans.",
+                                  " And", " so", " my", " fellow", " Americans.",
+                                  " And", " so" };
+    static const char *stutter[] = { " no", " no,", " No.", " no" };
+    static const char *clean[] = { " ask", " not", " what", " your", " country",
+                                   " can", " do", " for", " you,", " ask",
+                                   " what", " you" };
+    hyp h = { .n = 0 };
+
+    for (int i = 0; i < 12; i++)
+        add(&h, loop[i], i * 0.2, i * 0.2 + 0.2);
+    CHECK_INT_EQ(sotto__agree_loop_start(h.w, h.n), 5);
+    h.n = 0;
+    for (int i = 0; i < 4; i++)
+        add(&h, stutter[i], i * 0.2, i * 0.2 + 0.2);
+    CHECK_INT_EQ(sotto__agree_loop_start(h.w, h.n), 1);
+    /* A word said again further on is no tandem repeat. */
+    h.n = 0;
+    for (int i = 0; i < 12; i++)
+        add(&h, clean[i], i * 0.2, i * 0.2 + 0.2);
+    CHECK_INT_EQ(sotto__agree_loop_start(h.w, h.n), 12);
+    CHECK_INT_EQ(sotto__agree_loop_start(h.w, 0), 0);
+    CHECK_INT_EQ(sotto__agree_loop_start(h.w, 1), 1);
+}
+
 int main(void)
 {
     test_same_text();
@@ -181,5 +209,6 @@ int main(void)
     test_disagreement_and_shift();
     test_repetition_at_boundary();
     test_commit_pending_and_reset();
+    test_loop_start();
     return test_main_exit("test_agree");
 }
