@@ -625,9 +625,8 @@ static void on_closed(sotto__gateway *g, gw_stream *s, const unsigned char *p,
     sotto__gw_want_write(s);
 }
 
-/* Handles one complete message from worker w. */
-static int worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr *h,
-                          const unsigned char *p)
+int sotto__gw_worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr *h,
+                             const unsigned char *p)
 {
     gw_stream *s;
 
@@ -721,7 +720,7 @@ static int cb_ipc(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             return -1;
         }
         while ((r = sotto__ipc_reader_next(&w->rd, &h, &p, err, sizeof err)) == 1)
-            if (worker_message(g, w, &h, p) != 0) {
+            if (sotto__gw_worker_message(g, w, &h, p) != 0) {
                 r = -1;
                 snprintf(err, sizeof err, "protocol violation");
                 break;

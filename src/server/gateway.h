@@ -310,6 +310,10 @@ gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi,
                                 const gw_dialect *dl);
 /* The client is gone: forget the stream (the worker is told to drop it). */
 void sotto__gw_client_gone(sotto__gateway *g, gw_stream *s);
+/* Handles one complete message from worker w (its channel's reader, and
+ * the gateway's tests); -1 on a protocol violation. */
+int sotto__gw_worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr *h,
+                             const unsigned char *p);
 /* Audio bytes from the client. */
 void sotto__gw_audio(sotto__gateway *g, gw_stream *s, const void *data,
                      size_t len);

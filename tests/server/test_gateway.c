@@ -18,7 +18,10 @@
  *  - GW_VOSK_MAX_QUEUED: the 17th unanswered vosk result sends the oldest;
  *  - GW_DIALECT_MAX_PARTIAL: a partial is kept to 8192 bytes;
  *  - GW_RT_MAX_TRANSCRIPT: a Realtime "completed" transcript stops at
- *    60000 bytes while its deltas carry every word.
+ *    60000 bytes while its deltas carry every word;
+ *  - --max-ahead and --max-pending-audio: reading from the client pauses;
+ *  - SOTTO__GW_RESUME_WORDS and SOTTO__GW_COMMITTED_BYTES: the replay
+ *    state keeps the newest words and text.
  */
 #include "test.h"
 
@@ -103,9 +106,12 @@ static void harness_free(harness *h)
     close(h->far[1]);
 }
 
-/* A stream of dialect dl, opened and configured as its client would. */
+/* A stream of dialect dl, opened and configured as its client would, and
+ * placed on the worker by its first sample of audio (which the worker
+ * never acknowledges). */
 static gw_stream *open_stream(harness *h, const gw_dialect *dl, const char *first)
 {
+    static const float sample = 0.0f;   /* one f32 sample, or two s16 ones */
     gw_stream *s = sotto__gw_stream_new(&h->gw, GW_WS, h->client, dl);
 
     if (s == NULL)
@@ -114,6 +120,8 @@ static gw_stream *open_stream(harness *h, const gw_dialect *dl, const char *firs
         dl->opened(&h->gw, s);
     if (first != NULL)
         dl->text(&h->gw, s, first, strlen(first));
+    sotto__gw_audio(&h->gw, s, &sample, sizeof sample);
+    CHECK_INT_EQ(s->worker, 0);
     return s;
 }
 
@@ -182,9 +190,21 @@ static cJSON *event(const char *type, const char *text, int n_words)
     return ev;
 }
 
+/* Hands ev to the gateway as its worker would send it: an EVENT message
+ * on the channel, through the gateway's bookkeeping into the dialect. */
 static void deliver(harness *h, gw_stream *s, cJSON *ev)
 {
-    s->dl->event(&h->gw, s, ev);
+    char *t = cJSON_PrintUnformatted(ev);
+    sotto__ipc_hdr hdr;
+
+    memset(&hdr, 0, sizeof hdr);
+    hdr.type = SOTTO__IPC_EVENT;
+    hdr.stream = s->id;
+    hdr.len = t != NULL ? (uint32_t)strlen(t) : 0;
+    CHECK(s->worker == 0);
+    CHECK_INT_EQ(sotto__gw_worker_message(&h->gw, &h->gw.workers[0], &hdr,
+                                          (const unsigned char *)t), 0);
+    free(t);
     cJSON_Delete(ev);
 }
 
@@ -381,6 +401,108 @@ static void test_realtime(harness *h)
     close_stream(h, s);
 }
 
+/* The replay state kept per stream: the last SOTTO__GW_RESUME_WORDS
+ * committed words and SOTTO__GW_COMMITTED_BYTES of committed text. */
+static void test_resume_state(harness *h)
+{
+    gw_stream *s = open_stream(h, &sotto__gw_native, NULL);
+    char *text = repeat('t', 600);
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    deliver(h, s, event("final", NULL, 10));
+    CHECK_INT_EQ(s->n_resume, SOTTO__GW_RESUME_WORDS);
+    CHECK_STR_EQ(s->resume[0].text, " w2");
+    CHECK_STR_EQ(s->resume[SOTTO__GW_RESUME_WORDS - 1].text, " w9");
+    text[599] = 'x';
+    deliver(h, s, event("final", text, 0));
+    deliver(h, s, event("final", text, 0));
+    CHECK_INT_EQ((int)s->committed_n, SOTTO__GW_COMMITTED_BYTES);
+    CHECK_INT_EQ((int)strlen(s->committed), SOTTO__GW_COMMITTED_BYTES);
+    CHECK(s->committed[SOTTO__GW_COMMITTED_BYTES - 1] == 'x');
+    free(text);
+    close_stream(h, s);
+}
+
+/* A raw TCP (whisper_streaming) stream: s16le at 16 kHz from the first
+ * byte, as sotto__gw_tcp_accept makes it. */
+static gw_stream *open_tcp(harness *h)
+{
+    gw_stream *s = sotto__gw_stream_new(&h->gw, GW_TCP, h->client, NULL);
+
+    if (s != NULL)
+        s->configured = 1;
+    return s;
+}
+
+/* Flow control: the gateway stops reading a client that is more than
+ * --max-ahead seconds ahead of real time, or whose audio not yet taken
+ * by its worker passes --max-pending-audio.  (The worker here never
+ * acknowledges, so everything sent stays pending.) */
+static void test_flow(harness *h)
+{
+    static short pcm[16000];     /* 1 s of silence */
+    gw_stream *s;
+
+    h->cfg.max_ahead = 1.0;
+    s = open_tcp(h);
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    sotto__gw_audio(&h->gw, s, pcm, sizeof pcm / 2);          /* 0.5 s */
+    CHECK(!s->paused);
+    sotto__gw_audio(&h->gw, s, pcm, sizeof pcm);              /* 1.5 s */
+    CHECK(s->paused);
+    close_stream(h, s);
+    h->cfg.max_ahead = 86400.0;
+
+    h->cfg.max_pending_audio = 8000;
+    s = open_tcp(h);
+    sotto__gw_audio(&h->gw, s, pcm, 4000);
+    CHECK(!s->paused);
+    CHECK_INT_EQ((int)s->pending_bytes, 4000);
+    sotto__gw_audio(&h->gw, s, pcm, 6000);
+    CHECK(s->paused);
+    /* Finishing reads again (the client's EOF or close must get through). */
+    sotto__gw_finish(&h->gw, s, 1000, "");
+    CHECK(!s->paused);
+    close_stream(h, s);
+    h->cfg.max_pending_audio = 4u << 20;
+}
+
+/* Raw TCP lines: one over SOTTO__GW_MAX_EVENT is dropped; past
+ * --max-outbound the client that does not read is disconnected. */
+static void test_tcp_outbound(harness *h)
+{
+    static const float sample = 0.0f;
+    gw_stream *s = open_tcp(h);
+    char *big = repeat('a', SOTTO__GW_MAX_EVENT + 10);
+    uint64_t drops = h->gw.m.slow_reader_drops;
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    sotto__gw_audio(&h->gw, s, &sample, sizeof sample);
+    deliver(h, s, event("final", big, 0));
+    CHECK_INT_EQ((int)s->tcp_out_n, 0);
+    deliver(h, s, event("final", " small", 0));
+    CHECK(s->tcp_out_n > 7 && s->tcp_out_n < 32 &&
+          memcmp(s->tcp_out + s->tcp_out_n - 7, " small\n", 7) == 0);
+    free(big);
+    h->cfg.max_outbound = 4096;
+    big = repeat('b', 1000);
+    for (int i = 0; i < 4; i++)
+        deliver(h, s, event("final", big, 0));
+    CHECK(!s->dropped);
+    deliver(h, s, event("final", big, 0));
+    CHECK(s->dropped);
+    CHECK_INT_EQ((int)(h->gw.m.slow_reader_drops - drops), 1);
+    h->cfg.max_outbound = 1u << 20;
+    free(big);
+    close_stream(h, s);
+}
+
 int main(void)
 {
     harness h;
@@ -393,6 +515,9 @@ int main(void)
     test_vosk(&h);
     test_whisperlive(&h);
     test_realtime(&h);
+    test_flow(&h);
+    test_resume_state(&h);
+    test_tcp_outbound(&h);
     harness_free(&h);
     return test_main_exit("test_gateway");
 }
