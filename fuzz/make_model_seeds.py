@@ -26,7 +26,7 @@ which also works when the seeds are in the corpus directories it is given):
       /tmp/corpus-model fuzz/seeds/model
 
 Payloads are a fixed pseudo-random pattern, so the script always writes
-the same bytes.  The whole directory stays under 3 MB.
+the same bytes.  The whole directory stays under 5 MB.
 """
 import json
 import os
@@ -245,6 +245,26 @@ def main():
     v1e = dict(v1)
     v1e["decoder/embeddings/weight"] = ([N_VOCAB_EN, 1], I8)
     seeds["int8_embedding_d1.bin"] = model_bin(v1e, order="emb_last")
+
+    # The loader's bounds (docs/limits.md), each just past its limit, and
+    # the layer limit at and past it; tests/engine/test_model.c expects
+    # these exact outcomes from them.
+    seeds["limit_text_ctx7_d1.bin"] = model_bin(
+        whisper_vars(d=1, heads=1, ffn=4, audio_ctx=1, text_ctx=7),
+        order="emb_last")
+    seeds["limit_audio_ctx65537_d1.bin"] = model_bin(
+        whisper_vars(d=1, heads=1, ffn=4, audio_ctx=65537), order="emb_last")
+    seeds["limit_ffn65537_d1.bin"] = model_bin(
+        whisper_vars(d=1, heads=1, ffn=65537, audio_ctx=1), order="emb_last")
+    seeds["limit_vocab262145_d1.bin"] = model_bin(
+        whisper_vars(d=1, heads=1, ffn=4, audio_ctx=1, vocab=262145),
+        order="emb_last")
+    seeds["limit_layers128_d1.bin"] = model_bin(
+        whisper_vars(d=1, heads=1, ffn=4, audio_ctx=1, dec_layers=128),
+        order="emb_last")
+    seeds["limit_layers129_d1.bin"] = model_bin(
+        whisper_vars(d=1, heads=1, ffn=4, audio_ctx=1, dec_layers=129),
+        order="emb_last")
 
     # 5. Headers and short files.
     seeds["header_only.bin"] = seeds["valid_ct2_f16_d8.bin"][:200]

@@ -738,6 +738,37 @@ static char *read_aux(const char *dir, const char *name, size_t *len)
     return buf;
 }
 
+/* ---- the loader's bounds, on synthetic models ---------------------------- */
+
+/* Parses fuzz/seeds/model/NAME (written by fuzz/make_model_seeds.py, run
+ * from the repository root as `make test` does) into bin, expecting code
+ * and needle as EXPECT_PARSE does. */
+static void expect_seed(const char *name, int code, const char *needle, int line)
+{
+    char path[256];
+    unsigned char *save = bin;
+    size_t save_len = bin_len;
+
+    snprintf(path, sizeof path, "fuzz/seeds/model/%s", name);
+    bin = (unsigned char *)read_aux(".", path, &bin_len);
+    expect_parse(bin_len, code, needle, name, line);
+    free(bin);
+    bin = save;
+    bin_len = save_len;
+}
+#define EXPECT_SEED(name, code, needle) expect_seed(name, code, needle, __LINE__)
+
+static void test_dimension_limits(void)
+{
+    EXPECT_SEED("limit_text_ctx7_d1.bin", SOTTO_EMODEL, "implausible model dimensions");
+    EXPECT_SEED("limit_audio_ctx65537_d1.bin", SOTTO_EMODEL, "audio_ctx=65537");
+    EXPECT_SEED("limit_ffn65537_d1.bin", SOTTO_EMODEL, "ffn=65537");
+    EXPECT_SEED("limit_vocab262145_d1.bin", SOTTO_EMODEL, "vocab=262145");
+    /* SOTTO__MAX_LAYERS: 128 decoder layers load, a 129th is refused. */
+    EXPECT_SEED("limit_layers128_d1.bin", 0, NULL);
+    EXPECT_SEED("limit_layers129_d1.bin", SOTTO_EMODEL, "128 decoder layers found");
+}
+
 int main(void)
 {
     const char *dir = test_model_dir();
@@ -760,6 +791,7 @@ int main(void)
     test_spec_name();
     test_parse_in_memory();
     test_parse_config();
+    test_dimension_limits();
 
     free(bin);
     free(cfg);

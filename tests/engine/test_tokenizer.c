@@ -429,6 +429,17 @@ static void test_real_errors(const char *model)
 
     EXPECT_FAIL(model, 50000, SOTTO_EMODEL, "50000");
     EXPECT_FAIL(model, 0, SOTTO_EINVAL, "n_vocab");
+    /* MAX_N_VOCAB (tokenizer.c), 2^20: one more is refused as an argument
+     * before any file is read. */
+    EXPECT_FAIL(model, (1 << 20) + 1, SOTTO_EINVAL, "n_vocab 1048577");
+    {
+        /* 2^20 itself is taken (ids past the file's are allowed: a model's
+         * embedding may be padded beyond its vocabulary). */
+        char err[256] = "";
+        sotto__tokenizer *tok = NULL;
+        CHECK_INT_EQ(sotto__tokenizer_create(model, 1 << 20, &tok, err, sizeof err), 0);
+        sotto__tokenizer_destroy(tok);
+    }
     EXPECT_FAIL(NULL, N_VOCAB, SOTTO_EINVAL, "");
 
     make_dir(dir, sizeof dir);
