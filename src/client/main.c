@@ -17,7 +17,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client/client.h"
@@ -302,11 +304,19 @@ static int transcribe_main(int argc, char **argv)
         unsigned char *data = NULL;
         size_t len = 0;
         int r;
+        struct stat st;
         if (f == NULL) {
             fprintf(stderr, "sotto: cannot open %s: %s\n", input, strerror(errno));
             return SOTTO_EXIT_USAGE;
         }
-        r = read_all(f, MAX_STDIN_BYTES, &data, &len);
+        /* A file (or stdin redirected from one) over the limit is refused
+         * by its size, before gigabytes are read; a pipe is cut off by
+         * read_all at the same limit. */
+        if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+            (uintmax_t)st.st_size > MAX_STDIN_BYTES)
+            r = -2;
+        else
+            r = read_all(f, MAX_STDIN_BYTES, &data, &len);
         if (f != stdin)
             fclose(f);
         if (r != 0) {

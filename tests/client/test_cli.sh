@@ -105,6 +105,13 @@ PY
 expect 2 "no frames" "header without samples" -- $T "$TMP/nodata.wav"
 expect 2 "nan" "NaN samples" -- $T "$TMP/nan.wav"
 expect 2 "infinite" "Inf samples" -- $T "$TMP/inf.wav"
+# MAX_STDIN_BYTES (src/client/main.c): 14400 s x 48 kHz x 2 channels x 2
+# bytes + 1 MiB.  A sparse file one byte longer is refused by its size,
+# named as a file and as redirected stdin, with nothing read.
+truncate -s 2765848577 "$TMP/huge.raw"
+expect 2 "larger than the length limit" "raw file over the limit" -- $T --raw --rate 16000 "$TMP/huge.raw"
+expect 2 "larger than the length limit" "stdin file over the limit" -- sh -c "$T - < '$TMP/huge.raw'"
+rm -f "$TMP/huge.raw"
 printf 'abc' > "$TMP/odd.raw"
 expect 2 "partial" "raw input with a partial frame" -- sh -c "$T --raw --rate 16000 - < '$TMP/odd.raw'"
 
