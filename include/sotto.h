@@ -263,8 +263,10 @@ typedef struct sotto_stream sotto_stream;
  * network can overflow. */
 #define SOTTO_MAX_SAMPLE 1000.0f
 
-/* Most resume_words a stream takes (sotto_stream_params). */
-#define SOTTO_MAX_RESUME_WORDS 32
+/* Most resume_words a stream takes (sotto_stream_params): every word a
+ * stream may have committed inside its buffer (at most 28 s of audio) at
+ * over 9 words a second. */
+#define SOTTO_MAX_RESUME_WORDS 256
 
 typedef struct sotto_stream_params {
     int sample_rate;          /* Hz of the fed audio, 8000 .. 192000; any
@@ -306,7 +308,8 @@ typedef struct sotto_stream_params {
      * sotto_transcribe_default_params() but greedy (beam_size 1);
      * word_timestamps is always on.  Intermediate passes decode at the
      * first temperature only and are skipped when their text loops; the
-     * last pass of an utterance uses the whole fallback ladder.
+     * last pass of an utterance decodes once too, and a loop there is cut
+     * where it starts to repeat.
      * initial_prompt seeds the prompt (e.g. the committed text of a
      * resumed stream). */
     sotto_transcribe_params decode;

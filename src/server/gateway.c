@@ -413,14 +413,28 @@ void sotto__gw_set_prompt(gw_stream *s, const char *text)
         committed_add(s, text);
 }
 
+/* Keeps a committed word for a replay.  Words that end before the replay
+ * would start (base_time, which only moves on) are no longer needed and go
+ * first; the oldest goes only when every kept word is still inside the
+ * replayable audio, which SOTTO__GW_RESUME_WORDS is sized never to see
+ * (the log says so if it happens). */
 static void resume_add(gw_stream *s, const char *text, double start,
                        double end, double prob)
 {
     gw_word *w;
+    int gone = 0;
 
-    if (s->n_resume == SOTTO__GW_RESUME_WORDS) {
-        memmove(s->resume, s->resume + 1, sizeof s->resume[0] * (SOTTO__GW_RESUME_WORDS - 1));
-        s->n_resume--;
+    while (gone < s->n_resume && s->resume[gone].end <= s->base_time)
+        gone++;
+    if (gone == 0 && s->n_resume == SOTTO__GW_RESUME_WORDS) {
+        sotto__log(SOTTO_LOG_WARN, s->id, "more than %d committed words in the "
+                   "replayable audio; a replay may hear the oldest again",
+                   SOTTO__GW_RESUME_WORDS);
+        gone = 1;
+    }
+    if (gone > 0) {
+        memmove(s->resume, s->resume + gone, sizeof s->resume[0] * (size_t)(s->n_resume - gone));
+        s->n_resume -= gone;
     }
     w = &s->resume[s->n_resume++];
     snprintf(w->text, sizeof w->text, "%s", text);

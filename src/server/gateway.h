@@ -34,17 +34,26 @@
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
 
+#include "sotto.h"
 #include "server/ipc.h"
 #include "server/server.h"
 
-/* Committed words kept per stream to resume it (the stream API takes at
- * most SOTTO_MAX_RESUME_WORDS). */
-#define SOTTO__GW_RESUME_WORDS 8
-/* Committed text kept per stream for the resumed stream's prompt (the
- * tail of it: Whisper's prompt holds at most 224 tokens).  It also holds
+/* Committed words kept per stream to resume it: every committed word
+ * inside the audio a replay sends again must be among them, or the resumed
+ * stream would hear that audio with its text in the prompt instead of in
+ * its committed words, which makes tiny.en loop and lose the rest of the
+ * utterance.  The replayed audio is at most the stream's buffer
+ * (SOTTO__STREAM_MAX_BUFFER_S, 28 s) and a margin; 256 words cover it at
+ * over 9 words a second.  Words that end before the replay would start
+ * are dropped as the ACKs move it on (resume_add).  Equal to the stream
+ * API's SOTTO_MAX_RESUME_WORDS. */
+#define SOTTO__GW_RESUME_WORDS SOTTO_MAX_RESUME_WORDS
+/* Committed text kept per stream for the resumed stream's prompt: the
+ * text of the resume words (up to 256 of them) and, before it, the tail
+ * that becomes the prompt (Whisper's prompt holds at most 224 tokens).  It also holds
  * a client's prompt whole, up to SOTTO__DIALECT_MAX_PROMPT (dialect.h;
  * checked in gateway_dialect.c). */
-#define SOTTO__GW_COMMITTED_BYTES 1024
+#define SOTTO__GW_COMMITTED_BYTES 4096
 /* Bytes read from a raw TCP client at a time (one chunk). */
 #define SOTTO__GW_TCP_READ 32000
 /* Longest event the gateway forwards to a client. */

@@ -753,8 +753,9 @@ static int out_of_memory(worker *w, uint32_t id, const char *what)
  *                   sleeps forever), so the heartbeat goes on reporting
  *                   the stream in inference and the watchdog must kill
  *                   the worker.
- * Feeds are counted over all the worker's streams, from 1; a feed that
- * runs no pass is not counted.  The fault strikes after the pass, while
+ * Feeds are counted over all the worker's streams, from 1, with each
+ * REST job's transcription counted as one (it strikes after it); a feed
+ * that runs no pass is not counted.  The fault strikes after the pass, while
  * the stream is still marked in inference, which to the gateway, the
  * heartbeat and the crash record is inside the feed.  Every worker of the
  * server (respawned ones too) reads the same variable; a suffix "@K"
@@ -1547,6 +1548,9 @@ static int on_job_run(worker *w, uint32_t id)
     w->job_error = 0;
     infer_begin(w, id);
     rc = sotto_transcribe(w->model, pcm, n, &tp, &res, err, sizeof err);
+#ifdef SOTTO_FAULT_INJECTION
+    fault_strike(w);
+#endif
     infer_end(w);
     w->job = NULL;
     if (w->job_error) {

@@ -181,46 +181,20 @@ def mix_wav():
 
 # ---- Ogg surgery (for the hostile files) -----------------------------------
 
-def ogg_crc(data):
-    """The Ogg page CRC: CRC-32, polynomial 0x04c11db7, not reflected,
-    initial value 0, over the page with its CRC field zeroed."""
-    crc = 0
-    for b in data:
-        crc ^= b << 24
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
-    return crc
-
-
-def ogg_pages(data):
-    """[(offset, header length, body length)] of each page."""
-    pages, at = [], 0
-    while at + 27 <= len(data) and data[at:at + 4] == b"OggS":
-        nseg = data[at + 26]
-        lace = data[at + 27:at + 27 + nseg]
-        hlen = 27 + nseg
-        pages.append((at, hlen, sum(lace)))
-        at += hlen + sum(lace)
-    return pages
-
-
 def ogg_with_bad_toc(data):
     """The file with the first packet of a page in the middle made illegal
     (TOC code 3 with a frame count of 0), and the page's CRC fixed so that
     only the packet is wrong.  (libopusfile drops bad packets silently;
     the decoder notices the missing samples from the page's granule
     position, which it cannot do on the first audio page.)"""
-    pages = ogg_pages(data)
+    pages = ts.ogg_pages(data)
     # A page that starts with a packet of its own (not continued).
     off, hlen, blen = next(p for p in pages[len(pages) // 2:]
                            if not data[p[0] + 5] & 1)
     b = bytearray(data)
     b[off + hlen] = 0x03              # config 0, mono, code 3
     b[off + hlen + 1] = 0x00          # ... with M = 0 frames: illegal
-    b[off + 22:off + 26] = b"\0\0\0\0"
-    crc = ogg_crc(bytes(b[off:off + hlen + blen]))
-    b[off + 22:off + 26] = struct.pack("<I", crc)
-    return bytes(b)
+    return ts.ogg_fix_crc(b, off, hlen + blen)
 
 
 # ---- tests ----------------------------------------------------------------
@@ -324,7 +298,7 @@ def test_c_exit_codes():
     at = wav.index(b"data")
     b[at + 4:at + 8] = struct.pack("<I", 0x7FFFFFF0)
     hostile["wav whose data chunk claims 2 GB"] = bytes(b)
-    pages = ogg_pages(ogg)
+    pages = ts.ogg_pages(ogg)
     off, hlen, blen = pages[len(pages) // 2]
     hostile["ogg/opus truncated mid-page"] = ogg[:off + hlen + blen // 2]
     hostile["ogg/opus with an illegal TOC byte"] = ogg_with_bad_toc(ogg)

@@ -401,21 +401,31 @@ static void test_realtime(harness *h)
     close_stream(h, s);
 }
 
-/* The replay state kept per stream: the last SOTTO__GW_RESUME_WORDS
- * committed words and SOTTO__GW_COMMITTED_BYTES of committed text. */
+/* The replay state kept per stream: every committed word of the audio a
+ * replay would send again, up to SOTTO__GW_RESUME_WORDS (the words before
+ * the replay's start are dropped as it moves on), and the last
+ * SOTTO__GW_COMMITTED_BYTES of committed text. */
 static void test_resume_state(harness *h)
 {
     gw_stream *s = open_stream(h, &sotto__gw_native, NULL);
-    char *text = repeat('t', 600);
+    char *text = repeat('t', 3000);
 
     CHECK(s != NULL);
     if (s == NULL)
         return;
-    deliver(h, s, event("final", NULL, 10));
+    /* 300 words ("w0" at 0.0-0.1 s ...) with nothing acknowledged: the
+     * newest 256 are kept. */
+    deliver(h, s, event("final", NULL, 300));
     CHECK_INT_EQ(s->n_resume, SOTTO__GW_RESUME_WORDS);
-    CHECK_STR_EQ(s->resume[0].text, " w2");
-    CHECK_STR_EQ(s->resume[SOTTO__GW_RESUME_WORDS - 1].text, " w9");
-    text[599] = 'x';
+    CHECK_INT_EQ(SOTTO__GW_RESUME_WORDS, 256);
+    CHECK_STR_EQ(s->resume[0].text, " w44");
+    CHECK_STR_EQ(s->resume[SOTTO__GW_RESUME_WORDS - 1].text, " w299");
+    /* Once the replay would start at 20 s, the words that end by then go. */
+    s->base_time = 20.0;
+    deliver(h, s, event("final", NULL, 1));
+    CHECK_INT_EQ(s->n_resume, 101);
+    CHECK_STR_EQ(s->resume[0].text, " w200");
+    text[2999] = 'x';
     deliver(h, s, event("final", text, 0));
     deliver(h, s, event("final", text, 0));
     CHECK_INT_EQ((int)s->committed_n, SOTTO__GW_COMMITTED_BYTES);

@@ -36,7 +36,8 @@ Tests:
      on its restarted worker, and the client gets a warning and the whole
      JFK sentence; with the limit set just above what an idle worker maps,
      every try of a stream fails, and after its second worker death the
-     stream ends with error stream_crashes and close 1011.  Sanitizer
+     stream ends with error stream_crashes and close 1011, and a REST
+     upload gets 500 (out of memory) from a worker that lives on.  Sanitizer
      builds cannot limit their address space (the server says it ignores
      the option), so there f only checks that
   g  the other dialects and the REST form: a Realtime session.update with
@@ -44,7 +45,10 @@ Tests:
      audio-start with rate 7999 or width 1 gets an error event naming it,
      and an audio-chunk in another format than its audio-start gets one
      too; a POST without a file part is 400 "the request has no file
-     field", one with two is 400 "send one file"; a WhisperLive client
+     field", one with two is 400 "send one file"; an Ogg/Opus file whose
+     last page claims over 4 hours is 413 file_too_large; a 6000-byte model
+     field is taken and a 9000-byte one (past the 8192 bytes of form
+     storage) is 400 "malformed"; a WhisperLive client
      refused at capacity that never sends its first message is dropped
      (within 15 s) without a WAIT
   h  the drain deadline: with --drain-timeout 1, a stream whose worker is
@@ -55,6 +59,11 @@ Tests:
      the 257th gets an error
      event "too many streams on this worker (limit 256)" and close 1000,
      and the others still stream (one of them gets the JFK sentence)
+  j  a stream left waiting when no worker can run (its worker killed, the
+     model folder gone before its successor loads, so every worker exited
+     78): error event no_worker, close 1013, and the log says why
+  k  a REST job whose worker crashes in it (fault injection, test builds
+     only): rerun once, then 500 engine_crash after exactly two deaths
 
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
@@ -64,6 +73,8 @@ import json
 import time
 import os
 import signal
+import tempfile
+import shutil
 import socket
 import struct
 import sys
@@ -71,7 +82,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import test_serve as ts  # noqa: E402
-from test_serve import check, textnorm  # noqa: E402
+from test_serve import check, note, textnorm  # noqa: E402
 
 IMPORT_ERROR = ts.IMPORT_ERROR
 try:
@@ -214,6 +225,15 @@ def test_c_loud_float():
         check("c: the stream goes on to the JFK sentence, close 1000",
               run.close_code == 1000 and ts.wer(JFK_REF, run.final_text()) <= 0.1,
               f"{run.close_code} {run.final_text()!r}")
+        # SOTTO__GW_TCP_READ: raw TCP is read 32000 bytes at a time; the
+        # whole recording in one send (11 s, 352 KB) is taken in pieces,
+        # none lost.
+        pcm = ts.jfk_pcm()
+        lines, state = ts.tcp_stream(srv.tcp, pcm, piece=len(pcm))
+        text = " ".join(ln.split(" ", 2)[2] for ln in lines if len(ln.split(" ", 2)) == 3)
+        check(f"c tcp: {len(pcm)} bytes in one send (over 32000 a read) give the "
+              "JFK sentence, then EOF",
+              state["eof"] and ts.wer(JFK_REF, text) <= 0.1, f"{text!r} {state}")
     finally:
         srv.stop()
 
@@ -357,6 +377,19 @@ def test_f_worker_memory():
         check("f3: after two worker deaths, not more",
               sum("exited with status 75 (out of memory)" in ln
                   for ln in srv.log()) == 2)
+        # A REST upload on the same worker: its transcription cannot
+        # allocate its state either, but a job fails without killing the
+        # worker (the library returns ENOMEM): 500, and no more deaths.
+        srv.wait_ready(30)
+        jfk = open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb").read()
+        st, body = post_form(srv.http, [("file", "jfk.wav", jfk)])
+        check("f3 rest: a file no worker has the memory for is 500 server_error",
+              st == 500 and body.get("error", {}).get("type") == "server_error" and
+              "allocate" in body.get("error", {}).get("message", ""),
+              f"{st} {json.dumps(body)[:300]}")
+        check("f3 rest: the worker survives it (still two deaths)",
+              sum("exited with status 75 (out of memory)" in ln
+                  for ln in srv.log()) == 2)
         check("f3: the server still answers /health",
               ts.http_get(srv.http, "/health")[0] == 200)
     finally:
@@ -476,6 +509,35 @@ def test_g_dialect_limits():
         check("g rest: a float WAV with a NaN sample is 415",
               st == 415 and body.get("error", {}).get("param") == "file" and
               "NaN" in body.get("error", {}).get("message", ""), f"{st} {body}")
+        # SOTTO_MAX_AUDIO_SECONDS for an upload: an Ogg/Opus file whose
+        # last page claims 4 hours and a second (its granule position) is
+        # refused by the worker's decoder as too long: 413.
+        ogg = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data",
+                                "jfk.opus"), "rb").read()
+        pages = ts.ogg_pages(ogg)
+        off, hlen, blen = pages[-1]
+        prev = struct.unpack_from("<q", ogg, pages[-2][0] + 6)[0]
+        b = bytearray(ogg)
+        struct.pack_into("<q", b, off + 6, prev + (4 * 3600 + 1) * 48000)
+        st, body = post_form(srv.http, [("file", "long.opus",
+                                         ts.ogg_fix_crc(b, off, hlen + blen))])
+        check("g rest: an Ogg/Opus file claiming over 4 hours is 413 file_too_large",
+              st == 413 and body.get("error", {}).get("code") == "file_too_large",
+              f"{st} {json.dumps(body)[:300]}")
+        # GW_REST_MAX_FIELDS: the form fields but the file share 8192
+        # bytes of libwebsockets' parser storage.  "model" is read but not
+        # checked (any name is this server's model), so it can fill it: a
+        # 6000-byte one is taken, a 9000-byte one makes the body malformed.
+        st, body = post_form(srv.http, [("model", None, b"m" * 6000),
+                                        ("file", "jfk.wav", jfk)])
+        check("g rest: a 6000-byte model field is taken (200, the JFK text)",
+              st == 200 and ts.wer(JFK_REF, body.get("text", "")) <= 0.1,
+              f"{st} {json.dumps(body)[:200]}")
+        st, body = post_form(srv.http, [("model", None, b"m" * 9000),
+                                        ("file", "jfk.wav", jfk)])
+        check("g rest: a 9000-byte model field (over 8192) is 400, malformed form",
+              st == 400 and "malformed" in body.get("error", {}).get("message", ""),
+              f"{st} {json.dumps(body)[:300]}")
         ts.wait_streams_idle(srv, 20)
 
         # At capacity (one stream held), a WhisperLive client that never
@@ -602,11 +664,67 @@ def test_i_worker_streams():
         srv.stop()
 
 
+def test_j_no_worker():
+    """A stream waiting for a worker when none can run any more: its worker
+    is killed, and the model folder is gone by the time its successor
+    loads, so every worker has exited 78 (fatal)."""
+    tmp = tempfile.mkdtemp(prefix="sotto-limits-model-")
+    link = os.path.join(tmp, "model")
+    os.symlink(os.path.abspath(ts.ARGS.model), link)
+    srv = ts.Server(["--restart-backoff-min", "0.5"], model=link, name="j", workers=1)
+    try:
+        run = ts.WSRun(srv.http)
+        run.send(json.dumps({"format": "pcm_s16le", "sample_rate": 16000}))
+        run.send(ts.jfk_pcm()[:32000])
+        # Its first partial says it is on the worker.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not run.of("partial"):
+            time.sleep(0.1)
+        os.unlink(link)
+        for pid in srv.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        ended = run.wait(30)
+        errs = run.of("error")
+        check("j: the waiting stream gets error no_worker, then close 1013",
+              ended and run.close_code == 1013 and
+              any(e.get("code") == "no_worker" for e in errs),
+              f"ended {ended}, {run.close_code} {run.close_reason!r}, {errs[:2]}")
+        check("j: the log says why it was ended",
+              any("no worker can take the stream" in ln for ln in srv.log()))
+    finally:
+        srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_k_job_crashes():
+    """SOTTO__GW_MAX_STREAM_CRASHES for REST jobs: every worker crashes in
+    its first inference (SOTTO_FAULT=crash-after:1, test builds only), so
+    a job dies with its worker twice and is then refused."""
+    srv = ts.Server(["--crash-loop-deaths", "20"], env={"SOTTO_FAULT": "crash-after:1"},
+                    name="k", workers=1)
+    try:
+        if not any("fault injection" in ln for ln in srv.log()):
+            note("k skipped: this build has no fault injection (-DSOTTO_FAULT_INJECTION)")
+            return
+        jfk = open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb").read()
+        st, body = post_form(srv.http, [("file", "jfk.wav", jfk)])
+        check("k rest: a file whose worker dies twice in it is 500 engine_crash",
+              st == 500 and body.get("error", {}).get("code") == "engine_crash",
+              f"{st} {json.dumps(body)[:300]}")
+        check("k rest: after exactly two worker deaths (SIGSEGV)",
+              sum("was killed by signal 11 (SIGSEGV)" in ln for ln in srv.log()) == 2,
+              str([ln for ln in srv.log() if "SIGSEGV" in ln][:4]))
+        check("k: the server still answers /health", ts.http_get(srv.http, "/health")[0] == 200)
+    finally:
+        srv.stop()
+
+
 TESTS = [("a", test_a_text_messages), ("b", test_b_max_stream_seconds),
          ("c", test_c_loud_float), ("d", test_d_authorization_length),
          ("e", test_e_descriptors), ("f", test_f_worker_memory),
          ("g", test_g_dialect_limits), ("h", test_h_drain_deadline),
-         ("i", test_i_worker_streams)]
+         ("i", test_i_worker_streams), ("j", test_j_no_worker),
+         ("k", test_k_job_crashes)]
 
 
 def main():

@@ -32,7 +32,8 @@ instead of the long LJ Speech file (229 s); h always uses the joined files):
   e  WebSocket garbage: 1009, 1007, 1002, bad JSON, unknown type, vanishing
      peer, a config refused for one field
   f  overload: --max-streams 2 refuses the third stream (1013, TCP close)
-  g  a worker SIGKILLed mid-stream: warning, same transcript, metrics
+  g  a worker SIGKILLed mid-stream: warning, same transcript, metrics; and
+     every worker killed late in one long utterance: no word lost
   h  a worker SIGSTOPped mid-stream: the watchdog kills it, same transcript;
      and, with fault injection, a worker that hangs inside an inference while
      its heartbeat goes on: killed after --inference-timeout, same transcript
@@ -94,6 +95,8 @@ import textnorm  # noqa: E402
 
 JFK = "jfk.wav"
 LONG = "ljspeech-LJ001-0001_to_0032-long.wav"
+# One 10-second utterance without a pause (28 words).
+UTTERANCE = "librispeech-test-clean-1089-134686-0000.wav"
 RATE = 16000
 LISTENING_RE = re.compile(r"listening http=(\d+) tcp=(-?\d+)"
                           r"(?: vosk=(-?\d+) whisperlive=(-?\d+) wyoming=(-?\d+))?")
@@ -266,6 +269,39 @@ def installed_vad():
         base = os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "sotto", "models", "silero-vad",
                         "silero_vad_16k.safetensors")
+
+
+# ---- Ogg surgery (hostile and lying files) ----------------------------------
+
+def ogg_crc(data):
+    """The Ogg page CRC: CRC-32, polynomial 0x04c11db7, not reflected,
+    initial value 0, over the page with its CRC field zeroed."""
+    crc = 0
+    for b in data:
+        crc ^= b << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def ogg_pages(data):
+    """[(offset, header length, body length)] of each page."""
+    pages, at = [], 0
+    while at + 27 <= len(data) and data[at:at + 4] == b"OggS":
+        nseg = data[at + 26]
+        lace = data[at + 27:at + 27 + nseg]
+        hlen = 27 + nseg
+        pages.append((at, hlen, sum(lace)))
+        at += hlen + sum(lace)
+    return pages
+
+
+def ogg_fix_crc(b, off, n):
+    """b (a bytearray) with the CRC of the n-byte page at off recomputed;
+    returns bytes."""
+    b[off + 22:off + 26] = b"\0\0\0\0"
+    b[off + 22:off + 26] = struct.pack("<I", ogg_crc(bytes(b[off:off + n])))
+    return bytes(b)
 
 
 class Server:
@@ -1240,6 +1276,33 @@ def test_g_worker_sigkill():
         check("g SIGKILL: the worker is replaced (sotto_workers_ready 2)",
               metric(srv, "sotto_workers_ready") == 2,
               f"{metric(srv, 'sotto_workers_ready')}")
+
+        # One long utterance (10 s, 28 words, no pause), every worker killed
+        # once six finals have come (or at 80 % sent): the replay covers
+        # more committed words than a short utterance has, and the resumed
+        # stream must know every one of them as committed.  (With only its
+        # last eight, the earlier ones went into its prompt, tiny.en looped
+        # on audio whose text it was primed with, and the end of the
+        # utterance was lost: "... fat mutton" and no more.)
+        pcm, udur, uref = audio(UTTERANCE)
+        ubase = ws_stream(srv.http, pcm, {"format": "pcm_s16le"}, 2 * RATE, speed=1.0)
+        killed = []
+
+        def kill_all(frac, r):
+            if not killed and (len(r.of("final")) >= 6 or frac >= 0.8):
+                killed.extend(srv.worker_pids())
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+        urun = ws_stream(srv.http, pcm, {"format": "pcm_s16le"}, 2 * RATE, speed=1.0,
+                         hook=kill_all)
+        check("g SIGKILL in a long utterance: both workers killed, the stream "
+              "completes with close 1000", len(killed) == 2 and urun.close_code == 1000,
+              f"killed {killed}, code {urun.close_code} {urun.close_reason!r}")
+        nid = ins_del(ubase.final_text(), urun.final_text())
+        accuracy_check(f"g SIGKILL in a long utterance: {nid} words inserted or "
+                       "deleted against the undisturbed run (<= 2)", nid <= 2,
+                       f"undisturbed: {ubase.final_text()!r}\n"
+                       f"killed:      {urun.final_text()!r}")
     finally:
         srv.stop()
 
