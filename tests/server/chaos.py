@@ -54,6 +54,7 @@ did not grow; no sanitizer report; the server stops cleanly.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
 import argparse
+import calendar
 import difflib
 import json
 import os
@@ -103,6 +104,10 @@ class Outcome:
     def __init__(self, name, status, text, t0, t1, sid=None):
         self.name, self.status, self.text, self.t0, self.t1 = name, status, text, t0, t1
         self.sid = sid      # the server's stream id (WebSocket: from "ready")
+        # Wall-clock span, to pick its lines from the log (a new gateway
+        # numbers its streams from 1 again).
+        self.wall1 = time.time()
+        self.wall0 = self.wall1 - (t1 - t0)
 
 
 def stream_ws(port, pcm, stop):
@@ -188,6 +193,17 @@ def stream_tcp(port, pcm, stop):
         if len(parts) == 3:
             lines.append(parts[2])
     return ("stopped" if stopped else "completed" if ok else "dropped"), " ".join(lines), local
+
+
+def in_span(line, w0, w1):
+    """Whether a log line's timestamp (2026-12-07T05:25:42.895Z) lies in
+    [w0, w1] (seconds since the epoch)."""
+    try:
+        t = calendar.timegm(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S"))
+        t += float(line[19:23]) if line[19] == "." else 0.0
+    except (ValueError, IndexError):
+        return False
+    return w0 <= t <= w1
 
 
 def tcp_stream_of(srv, local_port):
@@ -829,14 +845,15 @@ def main():
             err_base += ts.wer(ref, base[o.name]) * n
             if lo or ad or ch:
                 worst.append((lo + ad + ch, o.name, o.text, base[o.name]))
-            if lo >= 3:
-                # A stream short of several words: keep what the server
-                # said about it.
+            if lo >= 1:
+                # A stream short of a word: keep what the server said about
+                # it (whether its worker died in it, and every pass).
                 pat = f"stream={o.sid}:" if o.sid is not None else None
                 short.append({"name": o.name, "lost": lo, "text": o.text,
                               "baseline": base[o.name], "stream": o.sid,
                               "from_s": round(o.t0, 1), "to_s": round(o.t1, 1),
-                              "log": [ln for ln in srv.log() if pat and pat in ln][-80:]})
+                              "log": [ln for ln in srv.log() if pat and pat in ln and
+                                      in_span(ln, o.wall0 - 1, o.wall1 + 1)][-80:]})
         wer_chaos = err_chaos / ref_words if ref_words else 1.0
         wer_base = err_base / ref_words if ref_words else 1.0
         dropped = sum(o.status == "dropped" for c in clients for o in c.outcomes)
