@@ -117,6 +117,20 @@ struct sotto_stream {
     char *partial;                   /* text of the last partial sent */
     int n_resume;                    /* agree.committed[0 .. n_resume) are
                                       * resume_words, not this stream's */
+    /* A resumed stream's passes first go over audio whose words were
+     * committed before (the resume words), so its own agreement drops
+     * them and says nothing about which of them its passes agree on.
+     * Forcing them all into the next pass's prefix would force what a
+     * short pass heard at its buffer's edge, which the original stream
+     * never did, and the replay would then hear the rest differently
+     * ("cold Hardin" for "cold-hearted").  So while `replaying`, a second
+     * agreement over the same passes, without the resume words, bounds the
+     * prefix: only words two of the replay's own passes agree on are
+     * forced, as in the original stream.  It ends once it reaches
+     * resume_end, the end of the last resume word. */
+    sotto__agree replay;
+    int replaying;
+    double resume_end;
     char *hist;                      /* committed text before the buffer */
     size_t hist_n, hist_cap;
     /* The tokens of the last pass up to its last committed word: the next
@@ -317,6 +331,13 @@ static int hist_append(sotto_stream *s, const char *text)
     return 0;
 }
 
+/* Ends a resumed stream's second agreement (sotto_stream.replay). */
+static void replay_stop(sotto_stream *s)
+{
+    sotto__agree_reset(&s->replay);
+    s->replaying = 0;
+}
+
 /* Moves committed words that end at or before t into the history. */
 static int hist_take_committed(sotto_stream *s, double t)
 {
@@ -331,6 +352,7 @@ static int hist_take_committed(sotto_stream *s, double t)
         gone = before - s->agree.committed.n;
         s->n_resume -= gone < s->n_resume ? gone : s->n_resume;
     }
+    sotto__agree_forget_before(&s->replay, t);
     return 0;
 }
 
@@ -628,6 +650,30 @@ static int cut_loop(sotto_stream *s, sotto__wordvec *hyp, double base,
 }
 
 /*
+ * Runs a resumed stream's second agreement over this pass's hypothesis
+ * and lowers *upto, the end of the words the next pass is forced to
+ * start with, to the end of what the replay's own passes agree on, until
+ * that reaches the resume words' end (see sotto_stream.replay).
+ */
+static int replay_agree(sotto_stream *s, const sotto__wordvec *hyp,
+                        double *upto)
+{
+    sotto__wordvec out = { 0 };
+    int rc = sotto__agree_insert(&s->replay, hyp->v, hyp->n, 0, &out);
+
+    sotto__wordvec_free(&out);
+    if (rc != 0)
+        return rc;
+    if (s->replay.last_end >= s->resume_end - 1e-6) {
+        replay_stop(s);
+        return 0;
+    }
+    if (s->replay.last_end < *upto)
+        *upto = s->replay.last_end;
+    return 0;
+}
+
+/*
  * Transcribes the buffer and commits what two passes agree on; with
  * `last`, commits every word (the utterance is over).  A failed pass is
  * reported as an error event; at the end of an utterance the pending
@@ -741,9 +787,13 @@ static int run_pass(sotto_stream *s, int last)
     if ((rc = sotto__agree_insert(&s->agree, hyp.v, hyp.n, last,
                                   &committed)) != 0)
         goto fail;
-    if (!last && s->p.force_committed &&
-        (rc = prefix_take(s, r, base, s->agree.last_end)) != 0)
-        goto fail;
+    if (!last && s->p.force_committed) {
+        double upto = s->agree.last_end;
+        if (s->replaying && (rc = replay_agree(s, &hyp, &upto)) != 0)
+            goto fail;
+        if ((rc = prefix_take(s, r, base, upto)) != 0)
+            goto fail;
+    }
     sotto__logf(s->m->log, s->m->log_user, SOTTO_LOG_DEBUG,
                 "stream pass: buffer %.2f..%.2f s (%.1f s), %d tokens forced, "
                 "%d words, %d committed, %d pending, %.3f s", base, base + secs,
@@ -842,6 +892,7 @@ static int utt_end(sotto_stream *s, int flush_pass, int keep)
         rc = hist_take_committed(s, 1e300);
     sotto__agree_reset(&s->agree);
     s->n_resume = 0;
+    replay_stop(s);
     s->n_pfx = 0;
     sotto__infer_destroy(s->st);
     s->st = NULL;
@@ -1078,6 +1129,7 @@ int sotto_stream_create(const sotto_model *m, const sotto_stream_params *params,
     s->utt_id = params->first_utterance;
     s->silence_at = -1;
     sotto__agree_init(&s->agree);
+    sotto__agree_init(&s->replay);
     s->pre_cap = params->vad_speech_pad_ms * SR / 1000;
     if (s->pre_cap > 0 && (s->pre = malloc((size_t)s->pre_cap * sizeof *s->pre)) == NULL) {
         rc = sotto__errf(err, errcap, SOTTO_ENOMEM, "out of memory");
@@ -1133,6 +1185,8 @@ int sotto_stream_create(const sotto_model *m, const sotto_stream_params *params,
                 s->agree.last_end = w->end;
         }
         s->n_resume = s->agree.committed.n;
+        s->replaying = s->n_resume > 0;
+        s->resume_end = s->agree.last_end;
     }
     *out = s;
     return 0;
@@ -1150,6 +1204,7 @@ void sotto_stream_destroy(sotto_stream *s)
     if (s->soxr != NULL)
         soxr_delete(s->soxr);
     sotto__agree_free(&s->agree);
+    sotto__agree_free(&s->replay);
     for (int i = s->head; i < s->n; i++)
         event_free(&s->queue[i]);
     event_free(&s->cur);
