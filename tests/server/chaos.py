@@ -63,6 +63,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import struct
 import sys
 import tempfile
@@ -652,6 +653,47 @@ def wait_ready(srv, timeout=30):
     return False
 
 
+def peer_owner(port):
+    """Who holds the local TCP port `port` on this machine, as `ss` says
+    (for a descriptor the server keeps open: is its client still there?)."""
+    try:
+        out = subprocess.run(["ss", "-tanpH", f"sport = :{port}"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "ss failed"
+    return " ".join(out.split()) or "nobody"
+
+
+def fd_targets(pid):
+    """What each descriptor of pid is: a path, or a socket with its TCP
+    ports and state where /proc/net/tcp* knows the inode."""
+    tcp = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as f:
+                for ln in list(f)[1:]:
+                    c = ln.split()
+                    tcp[c[9]] = (f"tcp {int(c[1].rsplit(':', 1)[1], 16)}->"
+                                 f"{int(c[2].rsplit(':', 1)[1], 16)} st {c[3]}")
+        except OSError:
+            pass
+    out = []
+    try:
+        for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+            try:
+                t = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            m = re.match(r"socket:\[(\d+)\]", t)
+            t = tcp.get(m.group(1), t) if m else t
+            if t.startswith("tcp") and not t.endswith("->0 st 0A"):
+                t += f" [{peer_owner(t.split('->')[1].split()[0])}]"
+            out.append(f"{fd}:{t}")
+    except OSError:
+        pass
+    return out
+
+
 def usage_of(srv):
     """{pid: (rss_kb, fds)} of every process of the server."""
     out = {}
@@ -817,7 +859,18 @@ def main():
                 failures.append(f"{name} (background): {res}")
         time.sleep(2)
         wait_ready(srv, 30)
+        # A connection the last faults left open is still the server's to
+        # hold: a client that closed its socket in the middle of a frame
+        # while its library's receiver thread sat in recv() keeps the
+        # connection up (the thread holds the file), and the server ends
+        # it only when the stream's idle timeout (30 s) passes.  A
+        # descriptor still open 45 s after the clients stopped is a leak.
+        t_fds = now() + 45
         after = usage_of(srv)
+        while sum(v[1] for v in after.values()) > \
+                sum(v[1] for v in before.values()) and now() < t_fds:
+            time.sleep(1)
+            after = usage_of(srv)
         mt = srv.metrics()
 
         # The transcripts.
@@ -900,7 +953,11 @@ def main():
               all(any(o.status == "completed" for o in c.outcomes) for c in clients))
         check(f"chaos: WER {wer_chaos:.3f} within 2 points of the baseline's "
               f"({wer_base:.3f}) over {len(done)} streams", wer_chaos <= wer_base + 0.02)
-        check(f"chaos: descriptors did not grow ({fds_b} -> {fds_a})", fds_a <= fds_b + 8)
+        check(f"chaos: descriptors did not grow ({fds_b} -> {fds_a})", fds_a <= fds_b,
+              f"by process, before {sorted(v[1] for v in before.values())}, "
+              f"after {sorted(v[1] for v in after.values())}; " +
+              "; ".join(f"{pid}: {' '.join(fd_targets(pid))}" for pid in after
+                        if pid not in before or after[pid][1] > before[pid][1]))
         # Recovery replays the audio a dead worker had; tiny.en may hear a
         # replayed piece differently, which shows as words changed (and
         # now and then one dropped or added).  The full run asserts that
