@@ -667,16 +667,7 @@ def peer_owner(port):
 def fd_targets(pid):
     """What each descriptor of pid is: a path, or a socket with its TCP
     ports and state where /proc/net/tcp* knows the inode."""
-    tcp = {}
-    for name in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{pid}/net/{name}") as f:
-                for ln in list(f)[1:]:
-                    c = ln.split()
-                    tcp[c[9]] = (f"tcp {int(c[1].rsplit(':', 1)[1], 16)}->"
-                                 f"{int(c[2].rsplit(':', 1)[1], 16)} st {c[3]}")
-        except OSError:
-            pass
+    tcp = ts.tcp_sockets(pid)
     out = []
     try:
         for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
@@ -685,9 +676,11 @@ def fd_targets(pid):
             except OSError:
                 continue
             m = re.match(r"socket:\[(\d+)\]", t)
-            t = tcp.get(m.group(1), t) if m else t
-            if t.startswith("tcp") and not t.endswith("->0 st 0A"):
-                t += f" [{peer_owner(t.split('->')[1].split()[0])}]"
+            if m and m.group(1) in tcp:
+                local, remote, st = tcp[m.group(1)]
+                t = f"tcp {local}->{remote} st {st}"
+                if st != "0A":
+                    t += f" [{peer_owner(remote)}]"
             out.append(f"{fd}:{t}")
     except OSError:
         pass

@@ -235,6 +235,24 @@ def wait_group_gone(pgid, timeout):
     return group_gone(pgid)
 
 
+def tcp_sockets(pid="self"):
+    """{inode: (local port, remote port, state)} of the TCP sockets in the
+    network namespace of pid, from /proc/PID/net/tcp and tcp6 (state in
+    hex: "0A" listening, "01" established)."""
+    out = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as f:
+                next(f)
+                for line in f:
+                    fld = line.split()
+                    out[fld[9]] = (int(fld[1].rsplit(":", 1)[1], 16),
+                                   int(fld[2].rsplit(":", 1)[1], 16), fld[3])
+        except OSError:
+            pass
+    return out
+
+
 def proc_fds(pid):
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -411,18 +429,8 @@ class Server:
         if pid and pid in self.children():
             return pid
         # Fall back on the listening socket of the HTTP port.
-        inodes = set()
-        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-            try:
-                with open(path) as f:
-                    next(f)
-                    for line in f:
-                        fld = line.split()
-                        port = int(fld[1].rsplit(":", 1)[1], 16)
-                        if port == self.http and fld[3] == "0A":
-                            inodes.add(fld[9])
-            except OSError:
-                pass
+        inodes = {ino for ino, (port, _, st) in tcp_sockets().items()
+                  if port == self.http and st == "0A"}
         for pid in self.children():
             try:
                 for fd in os.listdir(f"/proc/{pid}/fd"):

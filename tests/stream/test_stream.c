@@ -512,97 +512,39 @@ static void test_lifecycle(const sotto_model *m, const char *dir)
     CHECK(ok);
 }
 
-/*
- * A stream moved to another process mid-utterance (what the server does
- * when a worker dies): the first stream takes 6 s of jfk; a second one is
- * created at the first's retained_from, with its last committed words as
- * resume_words, and takes the audio from there.  Together they must give
- * the whole text once: nothing lost, nothing repeated at the cut.
- */
-static void test_resume(const sotto_model *m)
-{
-    sotto_stream_params p = sotto_stream_default_params();
-    sotto_stream *a = NULL, *b = NULL;
-    sotto_stream_stats st;
-    sotto_word words[64];
-    char texts[64][64], before[2048] = "", all[4096] = "", norm[4096];
-    int n_words = 0, utt = 0;
-    sotto_event ev;
-    size_t cut, chunk = 1600, at;
-    run r;
-
-    CHECK_INT_EQ(sotto_stream_create(m, &p, &a, NULL, 0), 0);
-    /* Cut at the first moment after 4 s when an utterance is open with
-     * words committed in it, the hardest place to resume. */
-    for (at = 0; at + chunk <= jfk_n && !(at >= 4u * SOTTO_SAMPLE_RATE && n_words > 0);
-         at += chunk) {
-        CHECK_INT_EQ(sotto_stream_feed(a, jfk + at, (ptrdiff_t)chunk, 0), 0);
-        while (sotto_stream_poll(a, &ev) == 1) {
-            if (ev.type == SOTTO_EVENT_FINAL) {
-                strncat(all, ev.text, sizeof all - strlen(all) - 1);
-                for (int i = 0; i < ev.n_words && n_words < 64; i++) {
-                    snprintf(texts[n_words], sizeof texts[0], "%s", ev.words[i].text);
-                    words[n_words] = ev.words[i];
-                    words[n_words].text = texts[n_words];
-                    n_words++;
-                }
-                utt = ev.utterance;
-            } else if (ev.type == SOTTO_EVENT_UTTERANCE_END) {
-                strncat(before, all + strlen(before), sizeof before - strlen(before) - 1);
-                n_words = 0;
-                utt = ev.utterance + 1;
-            }
-        }
-    }
-    sotto_stream_get_stats(a, &st);
-    CHECK(st.retained_from >= 0.0 && st.retained_from <= (double)at / SOTTO_SAMPLE_RATE);
-    CHECK(st.committed_until > 0.0);
-    CHECK(n_words > 0);
-    sotto_stream_destroy(a);
-
-    /* The prompt is the committed text before the resume words. */
-    p.time_offset = floor(st.retained_from * SOTTO_SAMPLE_RATE) / SOTTO_SAMPLE_RATE;
-    p.first_utterance = utt;
-    p.resume_words = words;
-    p.n_resume_words = n_words;
-    p.decode.initial_prompt = before;
-    CHECK_INT_EQ(sotto_stream_create(m, &p, &b, NULL, 0), 0);
-    cut = (size_t)(p.time_offset * SOTTO_SAMPLE_RATE);
-    run_init(&r);
-    r.last_end = words[n_words > 0 ? n_words - 1 : 0].end;
-    stream_all(b, jfk + cut, jfk_n - cut, chunk, &r);
-    CHECK(r.order_ok);
-    strncat(all, r.finals, sizeof all - strlen(all) - 1);
-    normalize(all, norm, sizeof norm);
-    CHECK(contains(all, "and so my fellow americans ask not what your country can do "
-                        "for you ask what you can do for your country"));
-    sotto_stream_destroy(b);
-}
+/* Where stream_cut_resume cut, and the first stream's state there. */
+typedef struct cut_info {
+    size_t at;                   /* samples the first stream took */
+    sotto_stream_stats st;       /* its stats then */
+    int n_words;                 /* resume words handed on */
+} cut_info;
 
 /*
- * Streams pcm in 100 ms chunks up to `cut`, then moves the stream to a
- * new one the way the server does when a worker dies: from the first
- * stream's retained_from, with the words it committed since then as
- * resume_words and the text before them as the prompt.  The whole
- * committed text goes to out.
+ * Streams pcm in 100 ms chunks until `cut` (and, with need_words, until
+ * an utterance is also open with words committed in it), then moves the
+ * stream to a new one the way the server does when a worker dies: from
+ * the first stream's retained_from, with the words it committed since
+ * then as resume_words and the text before them as the prompt.  The
+ * whole committed text goes to out.
  */
 static void stream_cut_resume(const sotto_model *m, const float *pcm, size_t n,
-                              size_t cut, char *out, size_t cap)
+                              size_t cut, int need_words, char *out, size_t cap,
+                              cut_info *ci)
 {
     sotto_stream_params p = sotto_stream_default_params();
     sotto_stream *a = NULL, *b = NULL;
-    sotto_stream_stats st;
     sotto_word words[64];
     char texts[64][64], before[2048] = "";
     int n_words = 0, utt = 0;
     sotto_event ev;
     const size_t chunk = 1600;
-    size_t from;
+    size_t at, from;
     run r;
 
     out[0] = 0;
     CHECK_INT_EQ(sotto_stream_create(m, &p, &a, NULL, 0), 0);
-    for (size_t at = 0; at + chunk <= cut && at + chunk <= n; at += chunk) {
+    for (at = 0; at + chunk <= n && !(at >= cut && (!need_words || n_words > 0));
+         at += chunk) {
         CHECK_INT_EQ(sotto_stream_feed(a, pcm + at, (ptrdiff_t)chunk, 0), 0);
         while (sotto_stream_poll(a, &ev) == 1) {
             if (ev.type == SOTTO_EVENT_FINAL) {
@@ -621,9 +563,11 @@ static void stream_cut_resume(const sotto_model *m, const float *pcm, size_t n,
             }
         }
     }
-    sotto_stream_get_stats(a, &st);
+    ci->at = at;
+    ci->n_words = n_words;
+    sotto_stream_get_stats(a, &ci->st);
     sotto_stream_destroy(a);
-    p.time_offset = floor(st.retained_from * SOTTO_SAMPLE_RATE) / SOTTO_SAMPLE_RATE;
+    p.time_offset = floor(ci->st.retained_from * SOTTO_SAMPLE_RATE) / SOTTO_SAMPLE_RATE;
     p.first_utterance = utt;
     p.resume_words = words;
     p.n_resume_words = n_words;
@@ -637,6 +581,27 @@ static void stream_cut_resume(const sotto_model *m, const float *pcm, size_t n,
     CHECK(r.order_ok);
     strncat(out, r.finals, cap - strlen(out) - 1);
     sotto_stream_destroy(b);
+}
+
+/*
+ * A stream moved to another process mid-utterance (what the server does
+ * when a worker dies): cut at the first moment after 4 s of jfk when an
+ * utterance is open with words committed in it, the hardest place to
+ * resume.  Together the two streams must give the whole text once:
+ * nothing lost, nothing repeated at the cut.
+ */
+static void test_resume(const sotto_model *m)
+{
+    char all[4096];
+    cut_info ci;
+
+    stream_cut_resume(m, jfk, jfk_n, 4u * SOTTO_SAMPLE_RATE, 1, all, sizeof all, &ci);
+    CHECK(ci.st.retained_from >= 0.0 &&
+          ci.st.retained_from <= (double)ci.at / SOTTO_SAMPLE_RATE);
+    CHECK(ci.st.committed_until > 0.0);
+    CHECK(ci.n_words > 0);
+    CHECK(contains(all, "and so my fellow americans ask not what your country can do "
+                        "for you ask what you can do for your country"));
 }
 
 /*
@@ -672,8 +637,9 @@ static void test_resume_same_text(const sotto_model *m)
     snprintf(want, sizeof want, "%s", r.finals);
     CHECK(contains(want, "selfish is to be"));
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        stream_cut_resume(m, pcm, n, (size_t)(cuts[i] * SOTTO_SAMPLE_RATE), got,
-                          sizeof got);
+        cut_info ci;
+        stream_cut_resume(m, pcm, n, (size_t)lround(cuts[i] * SOTTO_SAMPLE_RATE), 0,
+                          got, sizeof got, &ci);
         if (strcmp(got, want) != 0)
             fprintf(stderr, "  cut at %.1f s: %s\n  uncut:        %s\n", cuts[i],
                     got, want);
