@@ -243,9 +243,9 @@ void sotto_result_destroy(sotto_result *r);
  *   SOTTO_EVENT_UTTERANCE_END  the utterance's words are all committed;
  *   SOTTO_EVENT_ERROR          a pass failed (code and text say why); the
  *                              stream goes on with the next audio.
- * Every ending commits the words still pending: sotto_stream_finish()
- * after a last pass over the buffer, sotto_stream_cancel(s, 1) at once
- * from the latest pass, and reaching max_seconds of audio like finish.
+ * Every ending commits the words still pending after a last pass over the
+ * audio not yet passed: sotto_stream_finish(), sotto_stream_cancel(s, 1)
+ * and reaching max_seconds of audio alike.
  *
  * Threading: a stream belongs to one thread at a time; different streams
  * on one model may run on different threads at once.  Inference runs
@@ -369,9 +369,11 @@ int sotto_stream_feed_s16(sotto_stream *s, const int16_t *pcm, ptrdiff_t n,
 int sotto_stream_finish(sotto_stream *s);
 
 /*
- * Ends the input at once, without another pass.  With flush, the words of
- * the latest pass that are not committed yet are committed as they stand
- * (and the utterance ends); without it they are dropped.
+ * Ends the input.  With flush it is sotto_stream_finish(): a last pass runs
+ * over the speech not yet passed and every pending word is committed, so
+ * nothing heard is dropped.  Without flush it ends at once, with no pass,
+ * and the words not committed yet are dropped (the words already sent in
+ * finals stay).
  */
 int sotto_stream_cancel(sotto_stream *s, int flush);
 

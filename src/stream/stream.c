@@ -1356,10 +1356,15 @@ int sotto_stream_cancel(sotto_stream *s, int flush)
 
     if (s == NULL)
         return SOTTO_EINVAL;
+    /* A flush must not lose the speech that came in after the latest
+     * pass (up to min_chunk of it, or a whole utterance that never reached
+     * its first pass), so it ends the stream the way finish does. */
+    if (flush)
+        return sotto_stream_finish(s);
     if (s->ended)
         return 0;
     s->ended = 1;
-    if ((rc = utt_end(s, 0, flush)) != 0)
+    if ((rc = utt_end(s, 0, 0)) != 0)
         return fail_internal(s, rc);
     return 0;
 }
