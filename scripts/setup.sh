@@ -55,7 +55,15 @@ fi
 # WhisperLive's client without its server's GPU stack (what
 # its client module imports: websocket-client, PyAV, SciPy, and PyAudio,
 # built against portaudio19-dev).
+#
+# Debian's own python3 marks itself externally managed (PEP 668), so its pip
+# refuses to install anything without a venv.  The test clients are plain
+# libraries that nothing of Debian's depends on, and this script is for a
+# machine set up to build and test sotto, so pip is allowed to install them
+# beside Debian's packages (into /usr/local).  Interpreters that are not
+# externally managed, such as pyenv's, ignore the variable.
 if [ $want_test -eq 1 ]; then
+    export PIP_BREAK_SYSTEM_PACKAGES=1
     python3 -c 'import websockets, numpy' 2>/dev/null ||
         python3 -m pip install -q websockets==15.0.1 numpy
     python3 -c 'import openai, wyoming, whisper_live.client' 2>/dev/null || {
