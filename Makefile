@@ -117,9 +117,13 @@ $(BUILD)/tests/server/%: tests/server/%.c $(BUILD)/libsotto_server.a $(BUILD)/li
 # server or client code link those objects too.
 REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/fuzz_ipc: REPLAY_EXTRA = $(BUILD)/src/server/ipc.o \
-    $(BUILD)/src/server/worker.o $(BUILD)/src/server/privs.o
+    $(BUILD)/src/server/worker.o $(BUILD)/src/server/privs.o fuzz/worker_stubs.c
 $(BUILD)/fuzz/fuzz_ipc: $(BUILD)/src/server/ipc.o $(BUILD)/src/server/worker.o \
-    $(BUILD)/src/server/privs.o
+    $(BUILD)/src/server/privs.o fuzz/worker_stubs.c
+$(BUILD)/fuzz/fuzz_opus: REPLAY_EXTRA = $(BUILD)/src/server/ipc.o \
+    $(BUILD)/src/server/worker.o $(BUILD)/src/server/privs.o fuzz/worker_stubs.c
+$(BUILD)/fuzz/fuzz_opus: $(BUILD)/src/server/ipc.o $(BUILD)/src/server/worker.o \
+    $(BUILD)/src/server/privs.o fuzz/worker_stubs.c
 $(BUILD)/fuzz/fuzz_client: REPLAY_EXTRA = $(BUILD)/src/client/stream_proto.o
 $(BUILD)/fuzz/fuzz_client: $(BUILD)/src/client/stream_proto.o
 $(BUILD)/fuzz/fuzz_dialect: REPLAY_EXTRA = $(BUILD)/src/server/dialect.o
@@ -229,14 +233,18 @@ fuzz: $(FUZZ_BIN)
 	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	  ./$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 fuzz/corpus-$$n fuzz/seeds/$${n#fuzz_}; done
 
-# fuzz_ipc (the server's channel reader and the worker's OPEN parser) also
-# links src/server/ipc.c, src/server/worker.c and src/server/privs.c (which
-# worker.c calls), and worker.c needs libopus and privs.c libseccomp; the target stubs the server's log and crash functions that
-# worker.c calls, so no other server object is needed.  This explicit rule
-# takes precedence over the fuzz_% pattern above.
-$(FUZZ_BUILD)/fuzz_ipc: fuzz/fuzz_ipc.c $(FUZZ_BUILD)/src/server/ipc.o \
-                        $(FUZZ_BUILD)/src/server/worker.o \
-                        $(FUZZ_BUILD)/src/server/privs.o $(FUZZ_LIB_OBJ)
+# fuzz_ipc (the server's channel reader and the worker's OPEN parser) and
+# fuzz_opus (the worker's decoding of AUDIO payloads: raw Opus packets and
+# split PCM) also link src/server/ipc.c, src/server/worker.c and
+# src/server/privs.c (which worker.c calls), and worker.c needs libopus and
+# privs.c libseccomp; fuzz/worker_stubs.c stubs the server's log and crash
+# functions that worker.c calls, so no other server object is needed.
+# These explicit rules take precedence over the fuzz_% pattern above.
+FUZZ_WORKER := $(FUZZ_BUILD)/src/server/ipc.o $(FUZZ_BUILD)/src/server/worker.o \
+               $(FUZZ_BUILD)/src/server/privs.o fuzz/worker_stubs.c
+$(FUZZ_BUILD)/fuzz_ipc: fuzz/fuzz_ipc.c $(FUZZ_WORKER) $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lopus -lseccomp -lzip -lcrypto -lm -lpthread
+$(FUZZ_BUILD)/fuzz_opus: fuzz/fuzz_opus.c $(FUZZ_WORKER) $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lopus -lseccomp -lzip -lcrypto -lm -lpthread
 
 # fuzz_client (what sotto stream reads from the server) links the client's
@@ -245,7 +253,8 @@ $(FUZZ_BUILD)/fuzz_client: fuzz/fuzz_client.c $(FUZZ_BUILD)/src/client/stream_pr
                            $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lzip -lcrypto -lm -lpthread
 
-# fuzz_dialect (the vosk, WhisperLive and Realtime message parsers) links
+# fuzz_dialect (the vosk, WhisperLive, Realtime and Wyoming message parsers
+# and the REST form fields) links
 # src/server/dialect.c, which needs cJSON and OpenSSL's base64.
 $(FUZZ_BUILD)/fuzz_dialect: fuzz/fuzz_dialect.c $(FUZZ_BUILD)/src/server/dialect.o \
                             $(FUZZ_LIB_OBJ)

@@ -17,13 +17,22 @@
  * is ever written to a socket (the loop is not serviced): what would go
  * out is queued, and dropped before the next input.
  *
- * Input: byte 0 picks the protocol (modulo 7: native, tcp, vosk,
- * whisperlive, realtime, wyoming, request headers).  Then messages, each
- * an op byte (even: text, odd: binary; 0xff: the client ends), a 16-bit
- * little-endian length, and that many bytes (cut short at the end of the
- * input).  For request headers the rest is "authorization\0protocols\0
- * intent".  Each input's stream is freed as a client disconnect frees it,
- * so a leak shows up at once.
+ * Input: byte 0 below 0xe0 picks the protocol (modulo 7: native, tcp,
+ * vosk, whisperlive, realtime, wyoming, request headers).  Then messages,
+ * each an op byte (even: text, odd: binary; 0xff: the client ends), a
+ * 16-bit little-endian length, and that many bytes (cut short at the end
+ * of the input).  For request headers the rest is "authorization\0
+ * protocols\0intent".  Each input's stream is freed as a client
+ * disconnect frees it, so a leak shows up at once.
+ *
+ * Byte 0 from 0xe0 up fuzzes the other side of the gateway: what a broken
+ * or compromised worker sends back (events, acknowledgements, closes,
+ * REST job results, READY and BEAT) for a stream of protocol (byte 0 &
+ * 0x1f) % 6, placed on worker 0.  Messages are a type byte (modulo 10: the
+ * nine types a worker sends, and OPEN, which only the gateway sends; bit
+ * 0x80 addresses a stream that does not exist), a 32-bit little-endian
+ * seq, a 16-bit length and the payload, handed to sotto__gw_worker_message
+ * as the channel reader would hand them over.
  *
  * Seeds: fuzz/seeds/gateway (made by fuzz/make_gateway_seeds.py).
  */
@@ -38,6 +47,7 @@
 #include "sotto.h"
 #include "server/dialect.h"
 #include "server/gateway.h"
+#include "server/ipc.h"
 
 #define FUZZ_KEY "sk-fuzz-key-0123456789"
 
@@ -156,6 +166,53 @@ static void reset_queues(void)
     }
 }
 
+/* What a worker sends back, for a stream of protocol proto. */
+static void worker_replies(int proto, const uint8_t *data, size_t size)
+{
+    static const uint16_t types[10] = {
+        SOTTO__IPC_EVENT, SOTTO__IPC_ACK, SOTTO__IPC_CLOSED, SOTTO__IPC_READY,
+        SOTTO__IPC_BEAT, SOTTO__IPC_JOB_SEGMENTS, SOTTO__IPC_JOB_DONE,
+        SOTTO__IPC_JOB_PIECE, SOTTO__IPC_JOB_PIECE_DATA, SOTTO__IPC_OPEN
+    };
+    const gw_dialect *dl = dialect(proto);
+    sotto__ipc_hdr h;
+    gw_stream *s;
+    size_t at = 0;
+
+    s = sotto__gw_stream_new(&gw, proto == 1 || proto == 5 ? GW_TCP : GW_WS, client_wsi, dl);
+    if (s == NULL)
+        return;
+    s->configured = 1;
+    if (dl != NULL && dl->opened != NULL)
+        dl->opened(&gw, s);
+    /* A READY from worker 0 places the waiting stream there. */
+    memset(&h, 0, sizeof h);
+    h.type = SOTTO__IPC_READY;
+    h.len = 2;
+    gw.workers[1].ready = 0;
+    (void)sotto__gw_worker_message(&gw, &gw.workers[0], &h, (const unsigned char *)"{}");
+    gw.workers[1].ready = 1;
+    while (at + 7 <= size) {
+        const uint8_t *p = data + at + 7;
+        size_t n = (size_t)data[at + 5] | (size_t)data[at + 6] << 8;
+
+        if (n > size - at - 7)
+            n = size - at - 7;
+        memset(&h, 0, sizeof h);
+        h.type = types[(data[at] & 0x7f) % 10];
+        h.stream = data[at] & 0x80 ? s->id + 1 : s->id;
+        h.seq = (uint32_t)data[at + 1] | (uint32_t)data[at + 2] << 8 |
+                (uint32_t)data[at + 3] << 16 | (uint32_t)data[at + 4] << 24;
+        h.len = (uint32_t)n;
+        at += 7 + n;
+        if (sotto__gw_worker_message(&gw, &gw.workers[0], &h, p) != 0)
+            break;    /* the gateway would kill the worker here */
+        if (gw.streams == NULL)
+            abort();  /* the client still holds its stream */
+    }
+    sotto__gw_client_gone(&gw, s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int proto;
@@ -165,6 +222,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
+    if (data[0] >= 0xe0) {
+        worker_replies((data[0] & 0x1f) % 6, data + 1, size - 1);
+        reset_queues();
+        if (gw.streams != NULL || gw.n_streams != 0)
+            abort();
+        return 0;
+    }
     proto = data[0] % 7;
     if (proto == 6) {
         request(data + 1, size - 1);

@@ -15,8 +15,8 @@
  * the buffer stays within its bound.
  *
  * worker.c also holds the worker process, which calls the server's log
- * and crash-record functions; the fuzzer defines those as no-ops here, so
- * it links only ipc.o, worker.o, libsotto's objects, cJSON and libopus.
+ * and crash-record functions; fuzz/worker_stubs.c defines those as no-ops,
+ * so it links only ipc.o, worker.o, libsotto's objects, cJSON and libopus.
  *
  * Seeds: fuzz/seeds/ipc (fuzz/make_ipc_seeds.py writes them).
  */
@@ -32,38 +32,6 @@
 /* The reader's allocation never exceeds this (ipc.c): a prefix, an
  * incomplete message, and one push. */
 #define FUZZ_MAX_CAP (16 + 2 * ((size_t)SOTTO__IPC_HDR_SIZE + SOTTO__IPC_MAX_PAYLOAD))
-
-/* No-op stand-ins for the server functions that worker.c calls outside
- * the parser. */
-void sotto__log_init(const char *role, int level)
-{
-    (void)role;
-    (void)level;
-}
-
-void sotto__log(int level, uint32_t stream, const char *fmt, ...)
-{
-    (void)level;
-    (void)stream;
-    (void)fmt;
-}
-
-void sotto__crash_install(const char *state_dir, const char *role)
-{
-    (void)state_dir;
-    (void)role;
-}
-
-void sotto__crash_set_streams(const uint32_t *ids, int n)
-{
-    (void)ids;
-    (void)n;
-}
-
-double sotto__now(void)
-{
-    return 0.0;
-}
 
 /* Runs a JSON payload through the worker's OPEN parser. */
 static void parse_open(const unsigned char *p, size_t len)

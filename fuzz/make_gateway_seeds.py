@@ -22,8 +22,16 @@ real clients send it, or a typical mistake:
   wyoming.bin           describe, transcribe, audio-start, audio-chunk,
                         audio-stop, as Home Assistant frames them;
   headers_*.bin         Authorization and Sec-WebSocket-Protocol values
-                        and Realtime intents.
-All are under 8 KB.
+                        and Realtime intents;
+  worker_*.bin          (byte 0 from 0xe0: what a worker sends back) a
+                        stream's partial, finals with words, acks,
+                        utterance_end, an error event and the close, for
+                        the native protocol, raw TCP and each dialect; and
+                        hostile replies: numbers out of range, wrong
+                        types, events for an unknown stream, a message
+                        type only the gateway sends.
+All are under 8 KB.  Inputs kept because they once crashed the target
+(crash-*.bin) are not the script's to rewrite: it leaves them in place.
 """
 import base64
 import json
@@ -68,6 +76,36 @@ def wyoming(type_, data=None, payload=b""):
     if payload:
         head["payload_length"] = len(payload)
     return json.dumps(head).encode() + b"\n" + data_b + payload
+
+
+# Worker -> gateway message types, as fuzz_gateway.c's worker mode
+# numbers them (its types[] table), with bit 0x80 for an unknown stream.
+W_EVENT, W_ACK, W_CLOSED, W_READY, W_BEAT = 0, 1, 2, 3, 4
+W_JOB_SEGMENTS, W_JOB_DONE, W_JOB_PIECE, W_JOB_PIECE_DATA, W_OPEN = 5, 6, 7, 8, 9
+
+
+def wmsg(typ, obj, seq=0):
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return bytes([typ]) + struct.pack("<IH", seq, len(data)) + data
+
+
+def worker_session():
+    """A stream's replies as a worker sends them (worker.c event_json)."""
+    words = [{"text": " Ask", "start": 0.52, "end": 0.8, "probability": 0.91},
+             {"text": " not", "start": 0.8, "end": 1.1, "probability": 0.88}]
+    return wmsg(W_ACK, {"audio_time": 1.0, "retained_from": 0.0, "compute": 0.12}, 1) + \
+        wmsg(W_EVENT, {"type": "partial", "utterance": 0, "start": 0.5, "end": 1.0,
+                       "audio_time": 1.0, "text": " Ask not"}) + \
+        wmsg(W_BEAT, b"", 0) + \
+        wmsg(W_ACK, {"audio_time": 2.0, "retained_from": 0.3, "compute": 0.2, "cut": False}, 2) + \
+        wmsg(W_EVENT, {"type": "final", "utterance": 0, "start": 0.52, "end": 1.1,
+                       "audio_time": 2.0, "text": " Ask not", "words": words}) + \
+        wmsg(W_EVENT, {"type": "utterance_end", "utterance": 0, "end": 1.6,
+                       "audio_time": 2.0}) + \
+        wmsg(W_EVENT, {"type": "error", "utterance": 1, "start": 2.0, "end": 2.0,
+                       "audio_time": 2.0, "code": -4, "message": "sample 3 is NaN"}) + \
+        wmsg(W_ACK, {"audio_time": 2.5, "retained_from": 2.4, "cut": True}, 3) + \
+        wmsg(W_CLOSED, {"reason": "finished"})
 
 
 def seeds():
@@ -120,6 +158,22 @@ def seeds():
     yield "headers_protocols.bin", bytes([6]) + \
         f"\0sotto, bearer.{key},bearer.x\0transcription".encode()
     yield "headers_wrong.bin", bytes([6]) + b"bearer   sk-other \0bearer.\0intent=conversation"
+    for proto, name in enumerate(["native", "tcp", "vosk", "whisperlive", "realtime",
+                                  "wyoming"]):
+        yield f"worker_{name}.bin", bytes([0xE0 + proto]) + worker_session()
+    yield "worker_hostile.bin", bytes([0xE0]) + \
+        wmsg(W_EVENT, {"type": "final", "utterance": 1e300, "start": -1e308,
+                       "end": 1e308, "text": 7, "words": [{"text": None}, 3, {"text": ""}]}) + \
+        wmsg(W_EVENT, {"type": "utterance_end", "utterance": -1e300}) + \
+        wmsg(W_EVENT, b"{\"type\": \"partial\", \"utterance\": ") + \
+        wmsg(W_ACK, {"audio_time": "x", "retained_from": 1e308, "compute": -1}, 0xFFFFFFFF) + \
+        wmsg(0x80 | W_EVENT, {"type": "final", "text": " elsewhere"}) + \
+        wmsg(W_JOB_DONE, {"error": "x", "code": 1e300}) + \
+        wmsg(W_JOB_PIECE, {"pieces": 1e9}, 7) + \
+        wmsg(W_JOB_PIECE_DATA, b"\x00" * 33, 7) + \
+        wmsg(W_JOB_SEGMENTS, {"segments": [{"start": "a"}]}) + \
+        wmsg(W_READY, b"[]") + \
+        wmsg(W_OPEN, {"format": 1})
 
 
 def main():
@@ -127,7 +181,7 @@ def main():
         os.path.dirname(os.path.abspath(__file__)), "seeds", "gateway")
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
-        if f.endswith(".bin"):
+        if f.endswith(".bin") and not f.startswith("crash-"):
             os.unlink(os.path.join(out, f))
     for name, data in seeds():
         assert len(data) < 8192, name

@@ -54,8 +54,6 @@
 
 /* Bytes read from the channel at a time. */
 #define WORKER_READ_CHUNK (64 * 1024)
-/* Samples of the longest Opus packet (120 ms) at the decoder's 16 kHz. */
-#define WORKER_OPUS_MAX_SAMPLES (SOTTO_SAMPLE_RATE * 120 / 1000)
 /* Length of error messages built here. */
 #define WORKER_ERR 256
 /* Most audio fed to a stream in one library call; a backlog is fed in
@@ -457,13 +455,10 @@ static void *heartbeat_main(void *arg)
 typedef struct wstream {
     uint32_t id;
     sotto_stream *s;
-    int format;                   /* enum sotto__worker_format */
+    sotto__worker_conv cv;        /* format, Opus decoder, carried bytes */
     int partials;
     int rate;                     /* Hz of the fed samples */
     double time_offset;
-    OpusDecoder *opus;            /* format opus only */
-    unsigned char carry[4];       /* bytes of a sample split across chunks */
-    int n_carry;
     size_t skip;                  /* PCM bytes still to drop (OPEN "skip") */
     /* Audio received but not yet fed (int16 for s16, float otherwise):
      * chunks are gathered while the worker is busy and fed together, see
@@ -547,8 +542,8 @@ static void remove_stream(worker *w, wstream *e)
             break;
         }
     sotto_stream_destroy(e->s);
-    if (e->opus != NULL)
-        opus_decoder_destroy(e->opus);
+    if (e->cv.opus != NULL)
+        opus_decoder_destroy(e->cv.opus);
     free(e->pend);
     free(e);
 }
@@ -890,7 +885,7 @@ static int on_open(worker *w, uint32_t id, const unsigned char *p, size_t len)
         goto fail;
     }
     e->id = id;
-    e->format = o.format;
+    e->cv.format = o.format;
     e->partials = o.partials;
     e->time_offset = o.time_offset;
     e->rate = o.rate;
@@ -906,8 +901,8 @@ static int on_open(worker *w, uint32_t id, const unsigned char *p, size_t len)
     if (rc != 0)
         goto fail;
     if (o.format == SOTTO__WORKER_OPUS) {
-        e->opus = opus_decoder_create(SOTTO_SAMPLE_RATE, 1, &oerr);
-        if (e->opus == NULL) {
+        e->cv.opus = opus_decoder_create(SOTTO_SAMPLE_RATE, 1, &oerr);
+        if (e->cv.opus == NULL) {
             rc = SOTTO_ENOMEM;
             snprintf(err, sizeof err, "opus: %s", opus_strerror(oerr));
             goto fail;
@@ -929,33 +924,30 @@ fail:
 }
 
 /* Makes sure the conversion buffer holds at least n bytes. */
-static int conv_reserve(worker *w, size_t n)
+static int conv_reserve(unsigned char **buf, size_t *cap, size_t n)
 {
     unsigned char *nb;
 
-    if (n <= w->conv_cap)
+    if (n <= *cap)
         return 0;
-    if ((nb = realloc(w->conv, n)) == NULL)
+    if ((nb = realloc(*buf, n)) == NULL)
         return -1;
-    w->conv = nb;
-    w->conv_cap = n;
+    *buf = nb;
+    *cap = n;
     return 0;
 }
 
 /* Byte k of the carried bytes followed by the payload. */
-static inline unsigned char byte_at(const wstream *e, const unsigned char *p,
-                                    size_t k)
+static inline unsigned char byte_at(const sotto__worker_conv *e,
+                                    const unsigned char *p, size_t k)
 {
     return k < (size_t)e->n_carry ? e->carry[k] : p[k - (size_t)e->n_carry];
 }
 
-/*
- * Converts one AUDIO payload into samples in w->conv: int16 for s16,
- * float for f32 and opus.  *n gets the count.  Returns 0, or an error code
- * with a message in err (the stream goes on).
- */
-static int convert(worker *w, wstream *e, const unsigned char *p, size_t len,
-                   size_t *n, char *err, size_t cap)
+/* See worker.h. */
+int sotto__worker_convert(sotto__worker_conv *e, const unsigned char *p,
+                          size_t len, unsigned char **buf, size_t *bcap,
+                          size_t *n, char *err, size_t cap)
 {
     size_t total = (size_t)e->n_carry + len, width, k;
 
@@ -963,7 +955,8 @@ static int convert(worker *w, wstream *e, const unsigned char *p, size_t len,
     if (e->format == SOTTO__WORKER_OPUS) {
         int got;
 
-        if (conv_reserve(w, WORKER_OPUS_MAX_SAMPLES * sizeof(float)) != 0)
+        if (conv_reserve(buf, bcap,
+                         SOTTO__WORKER_OPUS_MAX_SAMPLES * sizeof(float)) != 0)
             goto nomem;
         if (len == 0) {
             snprintf(err, cap, "opus: empty packet");
@@ -973,8 +966,8 @@ static int convert(worker *w, wstream *e, const unsigned char *p, size_t len,
             snprintf(err, cap, "opus: %s", opus_strerror(OPUS_INVALID_PACKET));
             return SOTTO_EAUDIO;
         }
-        got = opus_decode_float(e->opus, p, (opus_int32)len, (float *)(void *)w->conv,
-                                WORKER_OPUS_MAX_SAMPLES, 0);
+        got = opus_decode_float(e->opus, p, (opus_int32)len, (float *)(void *)*buf,
+                                SOTTO__WORKER_OPUS_MAX_SAMPLES, 0);
         if (got < 0) {
             snprintf(err, cap, "opus: %s", opus_strerror(got));
             return SOTTO_EAUDIO;
@@ -986,16 +979,16 @@ static int convert(worker *w, wstream *e, const unsigned char *p, size_t len,
      * is carried to the next chunk, so a sample split between two chunks
      * does not shift every sample after it. */
     width = e->format == SOTTO__WORKER_S16 ? 2 : 4;
-    if (conv_reserve(w, total / width * width + 4) != 0)
+    if (conv_reserve(buf, bcap, total / width * width + 4) != 0)
         goto nomem;
     if (e->format == SOTTO__WORKER_S16) {
-        int16_t *out = (int16_t *)(void *)w->conv;
+        int16_t *out = (int16_t *)(void *)*buf;
 
         for (k = 0; k + 2 <= total; k += 2)
             out[k / 2] = (int16_t)(uint16_t)(byte_at(e, p, k) |
                                              (unsigned)byte_at(e, p, k + 1) << 8);
     } else {
-        float *out = (float *)(void *)w->conv;
+        float *out = (float *)(void *)*buf;
 
         for (k = 0; k + 4 <= total; k += 4) {
             uint32_t u = (uint32_t)byte_at(e, p, k) |
@@ -1024,7 +1017,7 @@ nomem:
 /* Sample width of a stream's pending audio. */
 static size_t pend_width(const wstream *e)
 {
-    return e->format == SOTTO__WORKER_S16 ? sizeof(int16_t) : sizeof(float);
+    return e->cv.format == SOTTO__WORKER_S16 ? sizeof(int16_t) : sizeof(float);
 }
 
 /*
@@ -1052,7 +1045,8 @@ static int on_audio(worker *w, wstream *e, uint32_t seq, const unsigned char *p,
         if (len == 0)
             return 0;
     }
-    rc = convert(w, e, p, len, &n, err, sizeof err);
+    rc = sotto__worker_convert(&e->cv, p, len, &w->conv, &w->conv_cap, &n,
+                               err, sizeof err);
     if (rc == 0 && width == sizeof(float)) {
         const float *x = (const float *)(void *)w->conv;
         for (size_t i = 0; i < n; i++)
@@ -1118,7 +1112,7 @@ static int feed_pending(worker *w, wstream *e)
         sotto_stream_get_stats(e->s, &st);
         passes = st.n_passes;
         infer_begin(w, e->id);
-        if (e->format == SOTTO__WORKER_S16)
+        if (e->cv.format == SOTTO__WORKER_S16)
             rc = sotto_stream_feed_s16(e->s, (const int16_t *)(void *)(e->pend + off),
                                        (ptrdiff_t)(k / width), 0);
         else

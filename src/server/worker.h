@@ -81,4 +81,32 @@ int sotto__worker_parse_open(const char *json, size_t len,
 /* Frees what o owns and resets those fields. */
 void sotto__worker_open_free(sotto__worker_open *o);
 
+/* Samples of the longest Opus packet (120 ms) at the decoder's 16 kHz. */
+#define SOTTO__WORKER_OPUS_MAX_SAMPLES (SOTTO_SAMPLE_RATE * 120 / 1000)
+
+/*
+ * How a worker turns one stream's AUDIO payloads into samples: s16le or
+ * f32le, where a sample split between two payloads is carried over so
+ * that it does not shift every sample after it, or one raw Opus packet
+ * per payload, decoded at 16 kHz mono.  The payload bytes come from the
+ * client, so this is a parser of outside data (fuzz/fuzz_opus.c).
+ */
+typedef struct sotto__worker_conv {
+    int format;                   /* enum sotto__worker_format */
+    struct OpusDecoder *opus;     /* format opus only; owned by the stream */
+    unsigned char carry[4];       /* bytes of a sample split across chunks */
+    int n_carry;
+} sotto__worker_conv;
+
+/*
+ * Converts one payload of len bytes into *buf (int16 for s16, float for
+ * f32 and opus), growing *buf (of *cap bytes, owned by the caller and
+ * reused across calls) as needed; *n gets the sample count.  Returns 0,
+ * or an error code with a one-line message in err: SOTTO_EAUDIO for a
+ * packet Opus refuses (the stream goes on), SOTTO_ENOMEM.
+ */
+int sotto__worker_convert(sotto__worker_conv *cv, const unsigned char *p,
+                          size_t len, unsigned char **buf, size_t *cap,
+                          size_t *n, char *err, size_t errcap);
+
 #endif
