@@ -1,8 +1,9 @@
 /*
  * test_privs.c - what a worker gives up (src/server/privs.c): after
  * sotto__sandbox_worker(), in a child process and on a second thread, the
- * network calls and the other denied calls fail with EPERM, while what a
- * worker does (files, AF_UNIX socket pairs, threads, memory) still works.
+ * network calls (socket() of every family, io_uring) and the other denied
+ * calls fail with EPERM, while what a worker does (files, AF_UNIX socket
+ * pairs, threads, memory) still works.
  * The filter cannot be removed once installed, so every check runs in a
  * forked child that writes a bit per failed check to a pipe.
  */
@@ -38,6 +39,8 @@ enum {
                              * filtered, or could not start */
     F_MEMORY = 1 << 8,      /* mmap of 64 MiB failed */
     F_UNSHARE = 1 << 9,     /* unshare() was allowed */
+    F_UNIXSOCK = 1 << 10,   /* socket(AF_UNIX, SOCK_DGRAM) was allowed */
+    F_URING = 1 << 11,      /* io_uring_setup() was allowed */
 };
 
 static int denied(long rc)
@@ -67,6 +70,14 @@ static int sandboxed_checks(void)
         fails |= F_INET;
     if (!denied(socket(AF_INET6, SOCK_DGRAM, 0)))
         fails |= F_INET6;
+    if (!denied(socket(AF_UNIX, SOCK_DGRAM, 0)))
+        fails |= F_UNIXSOCK;
+    {
+        /* struct io_uring_params is 120 bytes; zeros ask for defaults. */
+        unsigned char params[120] = { 0 };
+        if (!denied(syscall(SYS_io_uring_setup, 4, params)))
+            fails |= F_URING;
+    }
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0) {
         fails |= F_UNIX;
     } else {
@@ -130,6 +141,8 @@ int main(void)
     CHECK_INT_EQ(fails & F_THREAD, 0);
     CHECK_INT_EQ(fails & F_MEMORY, 0);
     CHECK_INT_EQ(fails & F_UNSHARE, 0);
+    CHECK_INT_EQ(fails & F_UNIXSOCK, 0);
+    CHECK_INT_EQ(fails & F_URING, 0);
     CHECK_INT_EQ(fails, 0);
 
     /* The parent was never filtered. */
