@@ -176,8 +176,8 @@ soak: all
 # engine's parallel regions): the threading contract (test_threads: one
 # model, two streams and an offline transcription at once, each on the
 # OpenMP pool), the mel front end's parallel loops, a server (worker
-# heartbeat and life threads), and `sotto stream` (its sender and receiver
-# threads) against a plain server.  OpenBLAS itself is not instrumented;
+# heartbeat and life threads), and `sotto stream` (its event loop, signal
+# and source threads) against a plain server.  OpenBLAS itself is not instrumented;
 # the client, which has no OpenMP, runs without ignore_noninstrumented_modules
 # (with it, TSan misreads its threads' exits through uninstrumented
 # libraries).

@@ -281,7 +281,7 @@ typedef struct sotto_stream_params {
     float vad_threshold;      /* speech probability threshold; 0.5 */
     int vad_min_silence_ms;   /* a pause this long ends an utterance; 600 */
     int vad_speech_pad_ms;    /* audio kept before speech starts; 300 */
-    int vad_min_speech_ms;    /* shorter utterances are dropped; 250 */
+    int vad_min_speech_ms;    /* shorter utterances are dropped; 150 */
     int encode_full_window;   /* 1 = pad the encoder input to 30 s as
                                * offline; default 0 = the real length */
     int force_committed;      /* 1 (default) = a pass is forced to start

@@ -306,6 +306,7 @@ static int job_dispatch(sotto__gateway *g, gw_job *j, gw_worker *w)
                                                      ? GW_REST_MAX_PIECES : free_workers;
         }
         cJSON_AddNumberToObject(o, "pieces", j->pieces_asked);
+        cJSON_AddNumberToObject(o, "max_seconds", g->c->max_stream_seconds);
     }
     if ((t = cJSON_PrintUnformatted(o)) != NULL &&
         sotto__gw_worker_send(g, w, SOTTO__IPC_JOB, j->id, 0, t, strlen(t)) == 0) {

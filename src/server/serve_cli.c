@@ -103,11 +103,11 @@ static const serve_opt serve_opts[] = {
 
     { "limits", "max-streams", "N", "concurrent streams", K_INT,
       F(max_streams), NULL },
-    { NULL, "max-frame", "BYTES", "largest WebSocket message or TCP read",
+    { NULL, "max-frame", "BYTES", "largest WebSocket message or Wyoming payload",
       K_SIZE, F(max_frame), NULL },
     { NULL, "idle-timeout", "SEC", "close a stream with no input this long",
       K_SEC, F(idle_timeout), NULL },
-    { NULL, "max-stream-seconds", "SEC", "most audio in one stream", K_SEC,
+    { NULL, "max-stream-seconds", "SEC", "most audio in one stream or upload", K_SEC,
       F(max_stream_seconds), NULL },
     { NULL, "max-ahead", "SEC",
       "audio a client may send ahead of real time before reading pauses",

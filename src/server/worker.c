@@ -485,6 +485,7 @@ typedef struct wjob {
     int pcm;                  /* the data is s16le 16 kHz mono (a piece
                                * of another job), not a file */
     int pieces;               /* split a long recording into this many */
+    double max_seconds;       /* longest recording taken (--max-stream-seconds) */
     int failed;               /* 413: the file grew past max-upload;
                                * 500: out of memory receiving it */
 } wjob;
@@ -1313,6 +1314,10 @@ static int on_job(worker *w, uint32_t id, const unsigned char *p, size_t len)
         j->temperature = (float)x->valuedouble;
     j->words = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "words"));
     j->pcm = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "pcm"));
+    j->max_seconds = SOTTO_MAX_AUDIO_SECONDS;
+    if ((x = cJSON_GetObjectItemCaseSensitive(o, "max_seconds")) != NULL &&
+        cJSON_IsNumber(x) && x->valuedouble > 0 && x->valuedouble < SOTTO_MAX_AUDIO_SECONDS)
+        j->max_seconds = x->valuedouble;
     j->pieces = 1;
     if ((x = cJSON_GetObjectItemCaseSensitive(o, "pieces")) != NULL && cJSON_IsNumber(x) &&
         x->valuedouble >= 1 && x->valuedouble <= WORKER_MAX_PIECES)
@@ -1506,6 +1511,13 @@ static int on_job_run(worker *w, uint32_t id)
     infer_end(w);
     free(j->data);
     j->data = NULL;
+    /* The server's limit on a stream's length holds for uploads too. */
+    if (rc == 0 && !j->pcm && (double)n > j->max_seconds * SOTTO_SAMPLE_RATE) {
+        snprintf(err, sizeof err, "the audio is %.1f s long; this server takes at "
+                 "most %g s (--max-stream-seconds)", (double)n / SOTTO_SAMPLE_RATE,
+                 j->max_seconds);
+        rc = SOTTO_ETOOLONG;
+    }
     if (rc == 0 && j->pieces > 1 && n >= (size_t)(WORKER_SPLIT_MIN_S * SOTTO_SAMPLE_RATE) &&
         n * 2 <= SOTTO__IPC_MAX_PIECE_BYTES) {
         total_n = n;

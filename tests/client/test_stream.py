@@ -14,7 +14,7 @@ Tests:
   a  sources and transports: jfk.wav over WebSocket (pcm and opus) and over
      TCP, an Ogg/Opus file, raw s16le on stdin at 16 kHz over TCP and at
      48 kHz over WebSocket, --json events; the text of each
-  b  Opus against PCM on the sentence-length recordings joined (57 s): the
+  b  Opus against PCM on the sentence-length recordings joined (67 s): the
      Opus path's WER is within 2 points of the PCM path's
   c  exit codes and hostile input: bad usage, a missing file, lying WAV
      headers (0 channels, rate 0, float at 16 bits, a 2 GB data chunk, a

@@ -17,7 +17,8 @@ Tests:
      own limit (64K / 3 * 4 + 4096 bytes) is taken, one past it gets 1009
   b  --max-stream-seconds 3: a WebSocket stream of jfk.wav gets the words
      of its first 3 s, then close 1008 "maximum stream duration reached";
-     a raw TCP stream gets its lines, none past 3 s, then EOF
+     a raw TCP stream gets its lines, none past 3 s, then EOF; an OpenAI
+     upload of jfk.wav (11 s) gets 413 file_too_large naming the flag
   c  float samples: a pcm_f32le stream with one sample beyond
      SOTTO_MAX_SAMPLE (1000) gets an error event naming the sample (not
      "out of memory"), and the stream goes on to the JFK sentence
@@ -203,6 +204,13 @@ def test_b_max_stream_seconds():
         ends = [int(ln.split()[1]) for ln in lines if len(ln.split()) >= 3]
         check("b tcp: lines for the first 3 s, none later, then EOF",
               state["eof"] and ends and max(ends) <= 3300, f"{lines} {state}")
+        with open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb") as f:
+            st, body = post_form(srv.http, [("file", "jfk.wav", f.read()),
+                                            ("model", None, b"whisper-1")])
+        err = body.get("error", {})
+        check("b rest: an 11 s upload gets 413 file_too_large naming the limit",
+              st == 413 and err.get("code") == "file_too_large" and
+              "--max-stream-seconds" in err.get("message", ""), f"{st} {body}")
     finally:
         srv.stop()
 

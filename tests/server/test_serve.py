@@ -23,7 +23,7 @@ here (PID 1 of a container may not reap them, and a zombie still counts as
 a member of its group).
 
 Tests (all run in both modes; --quick runs 20 abrupt clients in d instead
-of 200, and streams the manifest's sentence-length files joined (57 s) in g
+of 200, and streams the manifest's sentence-length files joined (67 s) in g
 instead of the long LJ Speech file (229 s); h always uses the joined files):
   a  TCP (whisper_streaming protocol): jfk.wav, lines, times, WER
   b  WebSocket, pcm_s16le 16 kHz: events, seq, words, WER, close 1000
@@ -575,7 +575,7 @@ def audio(name, loops=1):
 
 def mix_audio():
     """The manifest's sentence-length recordings (jfk, LibriSpeech,
-    LibriVox: about 57 s), in its order, joined with 1 s of silence, and
+    LibriVox: about 67 s), in its order, joined with 1 s of silence, and
     their joined references.  Left out: the long file, and the one- to
     four-word commands (pocketsphinx-*, ljspeech-LJ002-*), on which tiny.en
     streams commit looping hallucinations ("10 of clothes 10 of clothes
