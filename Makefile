@@ -97,8 +97,12 @@ $(BUILD)/libsotto_server.a: $(SERVER_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# -rdynamic puts the program's global functions in its dynamic symbol
+# table, so that a crash record's backtrace (src/server/crash.c) names
+# them; file-local functions still show as sotto(+OFFSET), which
+# `addr2line -f -e build/sotto OFFSET` resolves.
 $(BUILD)/sotto: $(CLI_OBJ) $(SERVER_OBJ) $(BUILD)/libsotto.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(CLIENT_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(SERVER_LIBS) $(CLIENT_LIBS) $(LDLIBS)
 
 # Every tests/<part>/test_<name>.c is one program linked against libsotto.
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libsotto.a

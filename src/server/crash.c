@@ -1,6 +1,8 @@
 /*
  * crash.c - crash records: what a process of `sotto serve` was doing when
- * it died of SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT.
+ * it died of SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT; and, written by
+ * the gateway for a worker (sotto__crash_record_death), what it held when
+ * it died of a signal no handler sees (SIGKILL) or exited with a failure.
  *
  * sotto__crash_install() does everything that is not async-signal-safe
  * ahead of time: it creates the state directory (mkdir -p), fixes the
@@ -49,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sotto.h"
 #include "server/server.h"
 
 /* Streams recorded as in flight (the header's "up to 8 ids"). */
@@ -155,6 +158,16 @@ static const char *signal_name(int sig)
     case SIGILL: return "SIGILL";
     case SIGFPE: return "SIGFPE";
     case SIGABRT: return "SIGABRT";
+    /* The deaths the gateway records for a worker. */
+    case SIGKILL: return "SIGKILL";
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGHUP: return "SIGHUP";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGXCPU: return "SIGXCPU";
+    case SIGXFSZ: return "SIGXFSZ";
+    case SIGSYS: return "SIGSYS";
     default: return "?";
     }
 }
@@ -265,6 +278,77 @@ void sotto__crash_install(const char *state_dir, const char *role)
         sigaddset(&sa.sa_mask, crash_signals[i]);
     for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
         sigaction(crash_signals[i], &sa, NULL);
+}
+
+int sotto__crash_signal_recorded(int sig)
+{
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
+        if (crash_signals[i] == sig)
+            return 1;
+    return 0;
+}
+
+int sotto__crash_record_death(const char *state_dir, const char *role, int pid,
+                              int exit_status, int sig, const char *detail,
+                              const uint32_t *streams, int n_streams,
+                              uint32_t busy)
+{
+    char path[SOTTO__SERVE_MAX_PATH + 128], stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    FILE *f = NULL;
+    int n, fd = -1;
+
+    if (state_dir == NULL || state_dir[0] == '\0') {
+        errno = ENOENT;
+        return -1;
+    }
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    n = snprintf(path, sizeof path, "%s/crash-%s-%d-%s.txt", state_dir, role, pid, stamp);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (make_dirs(state_dir, 0700) != 0 ||
+        (fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                   0600)) < 0 ||
+        (f = fdopen(fd, "a")) == NULL)
+        goto fail;
+    fd = -1;
+    if (sig > 0)
+        fprintf(f, "sotto crash: role=%s pid=%d signal=%d (%s)\n", role, pid, sig,
+                signal_name(sig));
+    else
+        fprintf(f, "sotto crash: role=%s pid=%d exit status=%d\n", role, pid,
+                exit_status);
+    fprintf(f, "sotto crash: recorded by the gateway: %s\n",
+            detail != NULL && detail[0] != '\0' ? detail : "?");
+    fprintf(f, "sotto crash: streams in flight:");
+    if (n_streams <= 0)
+        fprintf(f, " none");
+    for (int i = 0; i < n_streams; i++)
+        fprintf(f, " %u%s", streams[i], streams[i] == busy ? " (in inference)" : "");
+    fprintf(f, "\nsotto crash: backtrace: none (%s)\n",
+            sig == SIGKILL ? "SIGKILL cannot be caught"
+            : sig > 0      ? "the signal has no crash handler"
+                           : "the process exited by itself");
+    if (fclose(f) != 0) {
+        f = NULL;
+        goto fail;
+    }
+    sotto__log(SOTTO_LOG_WARN, busy, "crash record of %s (pid %d): %s", role, pid, path);
+    return 0;
+fail:
+    n = errno;
+    if (f != NULL)
+        fclose(f);
+    if (fd >= 0)
+        close(fd);
+    sotto__log(SOTTO_LOG_WARN, 0, "no crash record of %s (pid %d): %s: %s", role, pid,
+               path, strerror(n));
+    errno = n;
+    return -1;
 }
 
 void sotto__crash_set_streams(const uint32_t *ids, int n)

@@ -356,12 +356,18 @@ static void worker_lost(sotto__gateway *g, gw_worker *w, const char *why)
     w->out_n = 0;
     w->busy_stream = 0;
     w->busy_ms = 0;
+    w->lost_pid = w->pid;
+    w->n_lost = 0;
+    w->lost_busy = busy;
+    snprintf(w->lost_why, sizeof w->lost_why, "%s", why);
     sotto__ipc_reader_free(&w->rd);
     for (gw_stream *s = g->streams, *next; s != NULL; s = next) {
         char msg[256];
         next = s->next;
         if (s->worker != w->slot)
             continue;
+        if (w->n_lost < SOTTO__GW_CRASH_STREAMS)
+            w->lost_streams[w->n_lost++] = s->id;
         unplace(g, s);
         if (s->id == busy && ++s->crashes >= SOTTO__GW_MAX_STREAM_CRASHES) {
             sotto__log(SOTTO_LOG_ERROR, s->id, "its worker died in its inference %d times; "
@@ -871,6 +877,22 @@ static int on_ctl(sotto__gateway *g)
             } else {
                 sotto__log(SOTTO_LOG_INFO, 0, "worker%d (pid %d) %s", m.slot, m.pid, why);
             }
+        }
+        /* A death no handler recorded gets its record here: SIGKILL (the
+         * watchdog's, an operator's, the kernel's OOM killer) or a failure
+         * exit; a clean exit, a configuration error (78, logged by the
+         * supervisor) and a stop the supervisor made are not crashes. */
+        if (w != NULL && !m.expected && !g->draining &&
+            !(m.signal == 0 && (m.exit_status == 0 || m.exit_status == SOTTO__EXIT_FATAL)) &&
+            !sotto__crash_signal_recorded(m.signal)) {
+            char role[32], detail[sizeof why + sizeof w->lost_why + 32];
+            int held = w->lost_pid == m.pid;
+            snprintf(role, sizeof role, "worker%d", m.slot);
+            snprintf(detail, sizeof detail, "%s; the gateway lost it: %s", why,
+                     held ? w->lost_why : "?");
+            sotto__crash_record_death(g->c->state_dir, role, m.pid, m.exit_status,
+                                      m.signal, detail, held ? w->lost_streams : NULL,
+                                      held ? w->n_lost : 0, held ? w->lost_busy : 0);
         }
         break;
     }

@@ -238,6 +238,9 @@ typedef struct gw_dialect {
 extern const gw_dialect sotto__gw_native, sotto__gw_vosk, sotto__gw_whisperlive,
                         sotto__gw_realtime, sotto__gw_wyoming;
 
+/* Streams named in a worker's crash record. */
+#define SOTTO__GW_CRASH_STREAMS 16
+
 typedef struct gw_worker {
     int slot;
     int pid, generation;
@@ -252,6 +255,13 @@ typedef struct gw_worker {
     int n_streams;
     int n_jobs;               /* REST jobs placed on it */
     int killed;               /* the watchdog sent SIGKILL */
+    /* What the worker held when the gateway lost it, for the crash record
+     * written once the supervisor reports how it died. */
+    int lost_pid;
+    int n_lost;
+    uint32_t lost_streams[SOTTO__GW_CRASH_STREAMS];
+    uint32_t lost_busy;
+    char lost_why[96];
 } gw_worker;
 
 /* Histogram buckets (upper bounds in seconds, in gateway_net.c). */

@@ -167,6 +167,9 @@ typedef struct sotto__ctl_msg {
     int32_t generation;           /* spawn count of the slot */
     int32_t exit_status;          /* WORKER_DOWN: exit code, or -1 */
     int32_t signal;               /* WORKER_DOWN: killing signal, or 0 */
+    int32_t expected;             /* WORKER_DOWN: 1 when the supervisor
+                                   * stopped it (shutdown, its gateway died),
+                                   * so it is not a crash */
     int32_t http_port, tcp_port;  /* LISTENING; -1 for a port that is off */
     int32_t vosk_port, whisperlive_port, wyoming_port;
     char reason[96];              /* STATE: "" | "crash_loop" ...; KILL:
@@ -238,6 +241,25 @@ void sotto__crash_install(const char *state_dir, const char *role);
 /* Records the streams in flight for the crash record (lock-free; called
  * by the worker around each inference).  ids: up to 8 ids. */
 void sotto__crash_set_streams(const uint32_t *ids, int n);
+
+/*
+ * Writes the crash record of another process, one that died without
+ * writing its own: killed by a signal its handler cannot catch (SIGKILL,
+ * from the watchdog or from outside), or exited with a failure status.
+ * The gateway calls it when the supervisor reports such a worker death,
+ * with what only the gateway knows: the streams the worker held (busy:
+ * the one in inference, or 0) and why the gateway lost it.  The file is
+ * <state_dir>/crash-<role>-<pid>-<time>.txt like the handler's, with
+ * "backtrace: none" and the reason; the path goes to the log.  Not
+ * async-signal-safe.  Returns 0, or -1 (errno) when no file was written.
+ */
+int sotto__crash_record_death(const char *state_dir, const char *role, int pid,
+                              int exit_status, int sig, const char *detail,
+                              const uint32_t *streams, int n_streams,
+                              uint32_t busy);
+
+/* 1 if sig is one of the signals whose handler writes its own record. */
+int sotto__crash_signal_recorded(int sig);
 
 /* Monotonic seconds. */
 double sotto__now(void);

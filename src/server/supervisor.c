@@ -652,6 +652,8 @@ static void on_worker_death(sup *s, int slot, int st, double now)
     w->pid = 0;
     w->killed = 0;
 
+    m.expected = was_killed || s->state >= SUP_STOPPING ||
+                 (s->state == SUP_DRAINING && normal_exit);
     if (s->state >= SUP_STOPPING || (s->state == SUP_DRAINING && normal_exit)) {
         sotto__log(SOTTO_LOG_INFO, 0, "worker%d (pid %d) %s", slot,
                    (int)m.pid, how);

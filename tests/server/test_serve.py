@@ -1277,6 +1277,18 @@ def test_g_worker_sigkill():
                re.search(rf"\bpid {pid}\b", ln)]
         check("g SIGKILL: the log records the worker's death by SIGKILL",
               hit, f"no stderr line mentions pid {pid} and SIGKILL")
+        # SIGKILL leaves the worker no chance to write a record: the
+        # gateway writes it, with the streams the worker held.
+        recs = [f for f in os.listdir(srv.state_dir)
+                if re.match(rf"crash-worker\d+-{pid}-", f)]
+        body = ""
+        if recs:
+            with open(os.path.join(srv.state_dir, recs[0])) as f:
+                body = f.read()
+        check("g SIGKILL: a crash file names the signal and the streams in flight",
+              "signal=9 (SIGKILL)" in body and
+              re.search(r"streams in flight: \d+", body) is not None,
+              f"files {os.listdir(srv.state_dir)}; {body!r}")
         deadline = time.monotonic() + 30
         while (time.monotonic() < deadline and
                metric(srv, "sotto_workers_ready") < 2):
