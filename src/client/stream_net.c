@@ -23,10 +23,12 @@
  * one wakes the loop, which stops sending, asks for the final flush and
  * waits at most NET_FLUSH_DEADLINE_S for the last words; the second one
  * ends the process at once from that thread (_exit), whatever the loop is
- * doing.  The loop itself never blocks: it waits only inside
+ * doing, and so does NET_EXIT_DEADLINE_S passing after the first one
+ * (exit 1) if the loop is stuck where no timer reaches it.  The loop itself never blocks: it waits only inside
  * lws_service(), which a 20 ms timer, socket activity and
  * lws_cancel_service() (from the source and signal threads) wake.
  */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -51,6 +53,9 @@
 /* After the first Ctrl+C, the last words must arrive within this long, so
  * that the client has exited within 2 s of the key press. */
 #define NET_FLUSH_DEADLINE_S 1.5
+/* However the loop fares, the process has ended this long after the first
+ * Ctrl+C (the signal thread's own bound, in whole seconds). */
+#define NET_EXIT_DEADLINE_S 2
 /* Reconnection backoff: doubling from the first to the last. */
 #define NET_BACKOFF_FIRST_S 0.25
 #define NET_BACKOFF_MAX_S 8.0
@@ -58,6 +63,19 @@
 #define NET_CONNECT_TIMEOUT_S 10
 /* The progress line is redrawn at most this often. */
 #define NET_PROGRESS_PERIOD_S 0.25
+/* Without --realtime, audio goes out at most this far ahead of what the
+ * server has shown it has taken in (an event's audio_time, a committed
+ * word's end), or of real time if that is further: the server would
+ * otherwise hold minutes of a file (socket buffers, --max-ahead) that it
+ * cannot transcribe within the deadline after a Ctrl+C.  Two seconds is
+ * two passes of the stream at most, and more than one pass's worth, so
+ * the stream always has the audio for its next pass. */
+#define NET_AHEAD_S 2.0
+/* A WebSocket server that has ended the utterance (utterance_end) and sent
+ * nothing since for this long is in silence, where it keeps up with any
+ * rate: the window moves on to what has been sent.  While an utterance is
+ * open the server sends an event per pass, and the window waits for it. */
+#define NET_QUIET_S 0.5
 
 enum phase {
     PH_CONNECTING,   /* a connection attempt is in flight */
@@ -91,6 +109,11 @@ typedef struct net {
     int64_t conn_start;       /* where this connection's stream starts */
     int64_t sent;             /* sent on this connection, up to here */
     int64_t confirmed;        /* committed by the server up to here */
+    int64_t progress;         /* taken in by the server up to here, as far
+                               * as its events show (NET_AHEAD_S) */
+    double progress_at;       /* monotonic time progress last moved */
+    int utt_open;             /* a partial or final since the last
+                               * utterance_end (WebSocket only) */
 
     /* The connection. */
     int config_sent, finish_sent, got_ready;
@@ -104,6 +127,7 @@ typedef struct net {
     OpusEncoder *enc;
 
     double t0;                /* monotonic time of the first connection */
+    double conn_t0;           /* monotonic time this connection started */
     int interrupted;          /* the loop has acted on the first signal */
     double flush_deadline;
     int server_errors;        /* error events received */
@@ -148,8 +172,20 @@ static void *signal_main(void *arg)
     sigaddset(&set, SIGTERM);
     for (;;) {
         int sig;
-        if (sigwait(&set, &sig) != 0)
-            continue;
+        if (atomic_load(&n->signals) == 0) {
+            if (sigwait(&set, &sig) != 0)
+                continue;
+        } else {
+            /* After the first signal the loop has NET_EXIT_DEADLINE_S to
+             * end the run; if it has not (a write to a stalled terminal or
+             * pipe blocks it, say), the process ends here. */
+            struct timespec left = { (time_t)NET_EXIT_DEADLINE_S, 0 };
+            if ((sig = sigtimedwait(&set, NULL, &left)) < 0) {
+                if (errno != EAGAIN)
+                    continue;
+                _exit(SOTTO_EXIT_FAIL);
+            }
+        }
         if (atomic_fetch_add(&n->signals, 1) == 0) {
             lws_cancel_service(n->ctx);
         } else {
@@ -173,10 +209,21 @@ static void wake_loop(void *user)
  * Sending
  * ------------------------------------------------------------------------ */
 
+/* The server has shown that it took in the audio up to sample at. */
+static void progressed(net *n, int64_t at)
+{
+    if (at > n->sent)
+        at = n->sent;
+    if (at > n->progress) {
+        n->progress = at;
+        n->progress_at = now_s();
+    }
+}
+
 /* The sample up to which audio may be sent now. */
 static int64_t due_until(net *n, int *eof)
 {
-    int64_t end;
+    int64_t end, lim;
     int err;
     sotto_cli_journal_state(n->j, &end, eof, &err);
     if (n->interrupted)
@@ -185,6 +232,21 @@ static int64_t due_until(net *n, int *eof)
         int64_t t = (int64_t)((now_s() - n->t0) * SOTTO_CLI_RATE);
         if (t < end) {
             end = t;
+            *eof = 0;
+        }
+    }
+    if (!n->o->realtime && n->t0 > 0) {
+        double t = now_s();
+        int64_t rt = n->conn_start + (int64_t)((t - n->conn_t0) * SOTTO_CLI_RATE);
+        if (!n->tcp && !n->utt_open && n->progress < n->sent &&
+            t - n->progress_at > NET_QUIET_S) {
+            n->progress = n->sent;
+            n->progress_at = t;
+        }
+        lim = (n->progress > rt ? n->progress : rt) +
+              (int64_t)(NET_AHEAD_S * SOTTO_CLI_RATE);
+        if (lim < end) {
+            end = lim;
             *eof = 0;
         }
     }
@@ -342,6 +404,7 @@ static void confirm(net *n, double end_s)
         n->confirmed = at;
         sotto_cli_journal_release(n->j, at);
     }
+    progressed(n, at);
 }
 
 /* One event of the WebSocket protocol. */
@@ -354,6 +417,12 @@ static void on_event(net *n, const char *msg, size_t len)
         sotto_cli_out_note(n->out, "ignoring a message from the server that is not a JSON object");
         return;
     }
+    {
+        const cJSON *at = cJSON_GetObjectItemCaseSensitive(ev.json, "audio_time");
+        if (cJSON_IsNumber(at) && at->valuedouble >= 0 &&
+            at->valuedouble <= SOTTO_MAX_AUDIO_SECONDS)
+            progressed(n, n->conn_start + (int64_t)llround(at->valuedouble * SOTTO_CLI_RATE));
+    }
     switch (ev.kind) {
     case SOTTO_CLI_EV_READY:
         n->got_ready = 1;
@@ -364,15 +433,18 @@ static void on_event(net *n, const char *msg, size_t len)
             sotto_cli_out_note(n->out, "reconnected: resending the audio from %.2f s", off);
         break;
     case SOTTO_CLI_EV_FINAL:
+        n->utt_open = 1;
         if (!n->o->json)
             sotto_cli_out_final(n->out, ev.start + off, ev.end + off, n->text);
         confirm(n, ev.end);
         break;
     case SOTTO_CLI_EV_PARTIAL:
+        n->utt_open = 1;
         if (!n->o->json)
             sotto_cli_out_partial(n->out, n->text);
         break;
     case SOTTO_CLI_EV_UTTERANCE_END:
+        n->utt_open = 0;
         if (!n->o->json)
             sotto_cli_out_partial(n->out, "");
         confirm(n, ev.end);
@@ -547,6 +619,9 @@ static void connect_now(net *n)
     n->phase = PH_CONNECTING;
     n->conn_start = n->confirmed;
     n->sent = n->confirmed;
+    n->progress = n->confirmed;
+    n->progress_at = n->conn_t0 = now_s();
+    n->utt_open = 0;
     n->config_sent = n->finish_sent = n->got_ready = 0;
     n->close_code = 0;
     n->close_reason[0] = '\0';

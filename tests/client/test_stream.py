@@ -398,6 +398,27 @@ def test_d_ctrl_c():
         finally:
             c.close()
 
+        # First Ctrl+C without --realtime, on a long file: the client sends
+        # as fast as the server keeps up, but never so far ahead that the
+        # flush cannot finish within the deadline (without the bound the
+        # server held two minutes of the file and the client exited 1).
+        mix, _, _ = mix_wav()
+        for url in (ws_url(srv), tcp_url(srv)):
+            proto = url.split(":")[0]
+            c = PtyClient(["-u", url, mix])
+            try:
+                seen = c.wait_for(lambda t: len(c.final_lines()) >= 3, 60)
+                t0 = time.monotonic()
+                c.p.send_signal(signal.SIGINT)
+                rc = c.wait_exit(5)
+                took = time.monotonic() - t0
+                check(f"d first Ctrl+C, {proto}, no --realtime, 67 s file: exit 0 "
+                      f"within 2 s ({took:.2f} s), finals printed",
+                      seen and rc == 0 and took <= 2.0 and len(c.final_lines()) >= 3,
+                      f"seen {seen} rc {rc} {c.text()[-400:]!r}")
+            finally:
+                c.close()
+
         # Two Ctrl+C: out at once.
         c = PtyClient(["-u", ws_url(srv), "--realtime", jfk])
         try:
