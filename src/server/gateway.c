@@ -1475,6 +1475,7 @@ int sotto__gateway_main(const sotto__serve_config *c, int ctl, int life)
     info.uid = -1;
     info.gid = -1;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    info.max_http_header_data = SOTTO__GW_MAX_HEADER_DATA;
     info.fd_limit_per_thread = g->fd_limit = fd_limit();
     if ((g->ctx = lws_create_context(&info)) == NULL) {
         sotto__log(SOTTO_LOG_ERROR, 0, "cannot create the event loop");

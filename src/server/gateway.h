@@ -54,6 +54,10 @@
  * a client's prompt whole, up to SOTTO__DIALECT_MAX_PROMPT (dialect.h;
  * checked in gateway_dialect.c). */
 #define SOTTO__GW_COMMITTED_BYTES 4096
+/* Bytes of an HTTP request's headers (the request line included) that
+ * libwebsockets holds: a request with more is dropped without a reply.
+ * The library's default, named here so that it is a limit of ours. */
+#define SOTTO__GW_MAX_HEADER_DATA 4096
 /* Bytes read from a raw TCP client at a time (one chunk). */
 #define SOTTO__GW_TCP_READ 32000
 /* Longest event the gateway forwards to a client. */

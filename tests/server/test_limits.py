@@ -22,7 +22,9 @@ Tests:
   c  float samples: a pcm_f32le stream with one sample beyond
      SOTTO_MAX_SAMPLE (1000) gets an error event naming the sample (not
      "out of memory"), and the stream goes on to the JFK sentence
-  d  with --api-key, an Authorization header longer than the server reads
+  d  headers: a request with more header bytes than libwebsockets holds
+     (SOTTO__GW_MAX_HEADER_DATA, 4096) is dropped, one with 3000 is served;
+     with --api-key, an Authorization header longer than the server reads
      (SOTTO__SERVE_MAX_KEY + 256 bytes) counts as absent: 401; the same key
      with a few trailing spaces is taken
   e  descriptors (ulimit -n 64): 120 idle connections to the HTTP and raw
@@ -258,6 +260,25 @@ def test_d_authorization_length():
               status(value + " " * (readable - len(value))) == 200)
         check("d: a header one byte longer than what is read counts as absent: 401",
               status(value + " " * (readable - len(value) + 1)) == 401)
+
+        # SOTTO__GW_MAX_HEADER_DATA: what libwebsockets holds of a request's
+        # headers.  A request well within it is served; one past it is
+        # dropped without a reply, and the server goes on.
+        def raw_request(extra):
+            s = socket.create_connection(("127.0.0.1", srv.http), timeout=10)
+            try:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " +
+                          b"p" * extra + b"\r\n\r\n")
+                return s.recv(100)
+            except OSError:
+                return b""
+            finally:
+                s.close()
+        check("d: a request with 3000 bytes of headers is served",
+              raw_request(3000).startswith(b"HTTP/1.1 200"))
+        check("d: a request with 5000 bytes of headers (over 4096) is dropped "
+              "without a reply", raw_request(5000) == b"")
+        check("d: the server serves the next request", status(value) == 200)
     finally:
         srv.stop()
 
