@@ -54,6 +54,14 @@ Tests:
      whole file's; every worker killed mid-file: the jobs run again and
      the streamed text has each segment once
 
+  h  SIGTERM with a stream of every streaming dialect open (vosk,
+     WhisperLive, Realtime, Wyoming; 4 s of jfk.wav sent) and a REST
+     upload in flight: vosk gets its final result and close 1001,
+     WhisperLive its segments and 1001, Realtime its completed transcript
+     and 1001, Wyoming its transcript before the connection ends, the
+     upload its 200 with the sentence; a new upload while draining gets
+     503 server_shutting_down; the server exits 0
+
 Every line of output is "ok NAME" or "FAIL NAME: why", then a summary.
 Exit status: 0 all checks passed, 1 a check failed, 2 usage/setup error.
 """
@@ -773,6 +781,162 @@ def test_g_openai_rest():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_h_drain_every_dialect():
+    """SIGTERM with every streaming dialect mid-sentence and an upload in
+    flight: each gets its last words its own way, then its close."""
+    try:
+        import openai
+        from wyoming.asr import Transcribe
+        from wyoming.audio import AudioChunk, AudioStart
+        from wyoming.client import AsyncTcpClient
+    except ImportError as e:
+        check("h the openai and wyoming packages are installed", False, str(e))
+        return
+    pcm = jfk_pcm()
+    head = pcm[:2 * 16000 * 4]       # 4 s: "And so my fellow Americans"
+    chunk = 2 * 16000 // 5           # 200 ms
+    srv = ts.Server(["--drain-timeout", "30"], name="h", workers=2)
+    sent = threading.Barrier(5)      # four streaming clients and the main thread
+    out = {}
+
+    def paced(send):
+        t0 = time.monotonic()
+        for k, at in enumerate(range(0, len(head), chunk)):
+            send(head[at:at + chunk])
+            time.sleep(max(0.0, t0 + (k + 1) * 0.2 - time.monotonic()))
+
+    def until_closed(ws, into):
+        try:
+            while True:
+                into.append(json.loads(ws.recv(40)))
+        except ConnectionClosed as e:
+            return e.rcvd.code if e.rcvd else None
+        except TimeoutError:
+            return "timeout"
+
+    def vosk():
+        replies = []
+        with ws_connect(f"ws://127.0.0.1:{srv.vosk}") as ws:
+            def send(b):
+                ws.send(b)
+                replies.append(json.loads(ws.recv(20)))
+            paced(send)
+            sent.wait(60)
+            out["vosk"] = (until_closed(ws, replies), replies)
+
+    def whisperlive():
+        msgs = []
+        f32 = lambda b: (np.frombuffer(b, dtype="<i2").astype("<f4") / 32768.0).tobytes()  # noqa: E731
+        with ws_connect(f"ws://127.0.0.1:{srv.whisperlive}") as ws:
+            ws.send(json.dumps({"uid": "h-1", "language": "en", "task": "transcribe",
+                                "model": "tiny.en", "use_vad": True}))
+            msgs.append(json.loads(ws.recv(20)))
+            paced(lambda b: ws.send(f32(b)))
+            sent.wait(60)
+            out["whisperlive"] = (until_closed(ws, msgs), msgs)
+
+    def realtime():
+        evs = []
+        with ws_connect(f"ws://127.0.0.1:{srv.http}/v1/realtime?intent=transcription") as ws:
+            evs.append(json.loads(ws.recv(20)))
+            paced(lambda b: ws.send(json.dumps({
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(pcm24(b)).decode()})))
+            sent.wait(60)
+            out["realtime"] = (until_closed(ws, evs), evs)
+
+    def wyoming():
+        async def run():
+            events = []
+            async with AsyncTcpClient("127.0.0.1", srv.wyoming, connect_timeout=10,
+                                      read_timeout=40) as c:
+                await c.write_event(Transcribe(language="en").event())
+                await c.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+                t0 = time.monotonic()
+                for k, at in enumerate(range(0, len(head), chunk)):
+                    await c.write_event(AudioChunk(rate=16000, width=2, channels=1,
+                                                   audio=head[at:at + chunk]).event())
+                    await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.2 - time.monotonic()))
+                await asyncio.get_running_loop().run_in_executor(None, sent.wait, 60)
+                while True:
+                    ev = await c.read_event()
+                    if ev is None:
+                        break
+                    events.append(ev)
+            return events
+        out["wyoming"] = asyncio.run(run())
+
+    rest_client = openai.OpenAI(api_key="unused", base_url=f"http://127.0.0.1:{srv.http}/v1",
+                                max_retries=0, timeout=120)
+    with open(os.path.join(ts.ARGS.shared, "audio", ts.JFK), "rb") as f:
+        wav = f.read()
+
+    def rest():
+        try:
+            out["rest"] = rest_client.audio.transcriptions.create(
+                model="tiny.en", file=("jfk.wav", wav), response_format="text")
+        except Exception as e:  # noqa: BLE001
+            out["rest"] = e
+
+    try:
+        threads = [threading.Thread(target=f, daemon=True)
+                   for f in (vosk, whisperlive, realtime, wyoming)]
+        for t in threads:
+            t.start()
+        sent.wait(60)
+        up = threading.Thread(target=rest, daemon=True)
+        up.start()
+        time.sleep(0.3)               # the upload is in a worker by now
+        srv.p.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        try:
+            rest_client.audio.transcriptions.create(model="tiny.en", file=("jfk.wav", wav))
+            late = None
+        except openai.APIStatusError as e:
+            late = e
+        except Exception as e:  # noqa: BLE001
+            late = e
+        for t in threads + [up]:
+            t.join(60)
+
+        code, replies = out.get("vosk", (None, []))
+        text = " ".join(r.get("text", "") for r in replies)
+        check("h drain vosk: the final result, then close 1001",
+              code == 1001 and any("result" in r for r in replies) and
+              "americans" in text.lower(), f"{code} {json.dumps(replies)[-300:]}")
+        code, msgs = out.get("whisperlive", (None, []))
+        segs = [s for m in msgs for s in m.get("segments", [])]
+        check("h drain whisperlive: completed segments with the words, then close 1001",
+              code == 1001 and any(s.get("completed") for s in segs) and
+              "americans" in " ".join(s.get("text", "") for s in segs).lower(),
+              f"{code} {json.dumps(msgs)[-300:]}")
+        code, evs = out.get("realtime", (None, []))
+        done = [e for e in evs if e.get("type") ==
+                "conversation.item.input_audio_transcription.completed"]
+        check("h drain realtime: the completed transcript, then close 1001",
+              code == 1001 and done and
+              "americans" in " ".join(e.get("transcript", "") for e in done).lower(),
+              f"{code} {json.dumps(evs)[-300:]}")
+        events = out.get("wyoming", [])
+        tr = [e for e in events if e.type == "transcript"]
+        check("h drain wyoming: the transcript before the connection ends",
+              tr and "americans" in (tr[-1].data or {}).get("text", "").lower(),
+              f"{[(e.type, e.data) for e in events][-4:]}")
+        r = out.get("rest")
+        check("h drain rest: the upload in flight gets its transcription",
+              isinstance(r, str) and ts.wer(JFK_REF, r) <= MAX_WER, repr(r)[:300])
+        check("h drain rest: a new upload while draining gets 503 server_shutting_down",
+              isinstance(late, openai.APIStatusError) and late.status_code == 503 and
+              "server_shutting_down" in str(late.body), repr(late)[:300])
+        try:
+            rc = srv.p.wait(40)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check("h drain: the supervisor exits with status 0", rc == 0, f"status {rc}")
+    finally:
+        srv.stop(check_clean=False)
+
+
 TESTS = [
     ("a", test_a_vosk),
     ("b", test_b_whisperlive),
@@ -781,6 +945,7 @@ TESTS = [
     ("e", test_e_worker_kill),
     ("f", test_f_wyoming),
     ("g", test_g_openai_rest),
+    ("h", test_h_drain_every_dialect),
 ]
 
 

@@ -40,7 +40,9 @@ instead of the long LJ Speech file (229 s); h always uses the joined files):
   i  a model that does not load: fatal, no respawn, /ready 503; and, with
      a build that has fault injection (-DSOTTO_FAULT_INJECTION), workers
      that crash on every stream: the crash-loop breaker (skipped otherwise)
-  j  SIGTERM drains: finals, close 1001, exit 0, ports reusable at once
+  j  SIGTERM drains: finals, close 1001, exit 0, ports reusable at once; a
+     raw TCP stream running beside it gets its lines and EOF; while it
+     drains /ready is 503 "draining" and a new WebSocket gets close 1001
   k  the supervisor SIGKILLed: every child dies with it
   l  WebSocket, opus: 20 ms packets encoded with libopus (ctypes) are
      decoded in the worker; malformed packets get an error event each and
@@ -1529,15 +1531,45 @@ def test_j_drain():
     srv = Server(["--drain-timeout", "10"], name="j")
     http, tcp = srv.http, srv.tcp
     sigterm_at = [None]
+    during = {}
     try:
         pcm, dur, ref = audio(JFK)
+
+        def tcp_client():
+            during["tcp"] = tcp_stream(tcp, pcm, speed=1.0, timeout=30)
+
+        def probe():
+            # As soon as the gateway has heard of the drain: /ready says
+            # so, and a new stream is turned away with 1001.
+            deadline = time.monotonic() + 5
+            st, body = None, ""
+            while time.monotonic() < deadline:
+                st, _, body = http_get(http, "/ready")
+                if st == 503:
+                    break
+                time.sleep(0.05)
+            during["ready"] = (st, body)
+            try:
+                r = WSRun(http)
+                r.send(json.dumps({"format": "pcm_s16le"}))
+                r.wait(10)
+                during["new"] = (r.close_code, r.close_reason)
+            except Exception as e:  # noqa: BLE001
+                during["new"] = (None, repr(e))
+
+        tcp_thread = threading.Thread(target=tcp_client, daemon=True)
+        probe_thread = threading.Thread(target=probe, daemon=True)
+        tcp_thread.start()
 
         def hook(frac, run):
             if sigterm_at[0] is None and frac * dur >= 3.0:
                 sigterm_at[0] = time.monotonic()
                 srv.p.send_signal(signal.SIGTERM)
+                probe_thread.start()
         run = ws_stream(http, pcm, {"format": "pcm_s16le"},
                         bytes_per_s=2 * RATE, speed=1.0, hook=hook, timeout=30)
+        tcp_thread.join(35)
+        probe_thread.join(20)
         check("j drain: the client gets close 1001",
               run.close_code == 1001,
               f"got {run.close_code} {run.close_reason!r}")
@@ -1553,6 +1585,18 @@ def test_j_drain():
               f"text {run.final_text()!r}")
         note(f"j: {len(after)} final(s) after SIGTERM, text "
              f"{run.final_text()!r}")
+        lines, state = during.get("tcp", ([], {}))
+        tw = textnorm.words(" ".join(ln.split(" ", 2)[2] for ln in lines
+                                     if len(ln.split(" ", 2)) == 3))
+        check("j drain tcp: the words spoken before SIGTERM come as lines, "
+              "then EOF", state.get("eof") and tw[:5] == rw[:5],
+              f"lines {lines} state {state}")
+        st, body = during.get("ready", (None, ""))
+        check("j drain: /ready is 503 with reason draining while it drains",
+              st == 503 and "draining" in body, f"{st} {body!r}")
+        code, reason = during.get("new", (None, None))
+        check("j drain: a new WebSocket stream gets close 1001 'draining'",
+              code == 1001 and reason == "draining", f"{code} {reason!r}")
         try:
             rc = srv.p.wait(max(0.1, t_sig + 12 - time.monotonic()))
         except subprocess.TimeoutExpired:
