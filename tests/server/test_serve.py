@@ -39,10 +39,14 @@ instead of the long LJ Speech file (229 s); h always uses the joined files):
      its heartbeat goes on: killed after --inference-timeout, same transcript
   i  a model that does not load: fatal, no respawn, /ready 503; and, with
      a build that has fault injection (-DSOTTO_FAULT_INJECTION), workers
-     that crash on every stream: the crash-loop breaker (skipped otherwise)
+     that crash on every stream: the crash-loop breaker (skipped otherwise);
+     in any build, a worker SIGKILLed each time it comes back trips the
+     breaker on the fourth death (--crash-loop-deaths 3): /ready
+     crash_loop, no respawn, /health 200
   j  SIGTERM drains: finals, close 1001, exit 0, ports reusable at once; a
      raw TCP stream running beside it gets its lines and EOF; while it
-     drains /ready is 503 "draining" and a new WebSocket gets close 1001
+     drains /ready is 503 "draining" and a new WebSocket gets close 1001;
+     a second SIGTERM during a drain ends every process at once, status 1
   k  the supervisor SIGKILLed: every child dies with it
   l  WebSocket, opus: 20 ms packets encoded with libopus (ctypes) are
      decoded in the worker; malformed packets get an error event each and
@@ -1442,6 +1446,49 @@ def test_i_crash_loop():
     finally:
         shutil.rmtree(bad, ignore_errors=True)
     test_i2_real_crash_loop()
+    test_i3_killed_workers()
+
+
+def test_i3_killed_workers():
+    """The crash-loop breaker in any build: the worker is SIGKILLed each
+    time it comes back, until more than --crash-loop-deaths deaths fall
+    within the window."""
+    srv = Server(["--crash-loop-deaths", "3", "--crash-loop-window", "60"],
+                 workers=1, name="i3")
+    try:
+        kills = 0
+        tripped = False
+        for _ in range(6):
+            pids = list(srv.worker_pids())
+            if not pids:
+                break
+            os.kill(pids[0], signal.SIGKILL)
+            kills += 1
+            # Either the supervisor brings a new worker (after its backoff),
+            # or the breaker has tripped and none comes.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                now = list(srv.worker_pids())
+                if now and now[0] != pids[0]:
+                    break
+                ok, _ = wait_not_ready(srv, ("crash_loop",), 0.3)
+                if ok:
+                    tripped = True
+                    break
+            if tripped:
+                break
+        ok, (st, _, body) = wait_not_ready(srv, ("crash_loop",), 10)
+        check(f"i3 killed workers: /ready is 503 crash_loop after {kills} deaths "
+              "(limit 3 in 60 s)", ok and kills == 4, f"last: {st} {body.strip()}")
+        check("i3 killed workers: the log says why",
+              any("crash loop" in ln for ln in srv.log()))
+        time.sleep(2)
+        check("i3 killed workers: no worker is respawned", not srv.worker_pids(),
+              f"{srv.worker_pids()}")
+        st, _, _ = http_get(srv.http, "/health")
+        check("i3 killed workers: /health stays 200", st == 200, str(st))
+    finally:
+        srv.stop()
 
 
 def test_i1_fatal_model(bad):
@@ -1617,6 +1664,41 @@ def test_j_drain():
               f"ports {srv2.http} {srv2.tcp}")
     finally:
         srv2.stop()
+
+    # The second speed: a second signal during the drain ends everything
+    # at once, with status 1, whatever the streams are doing.
+    srv3 = Server(["--drain-timeout", "30"], name="j3")
+    try:
+        pcm, dur, ref = audio(JFK)
+        box = {}
+        t = threading.Thread(target=lambda: box.update(run=ws_stream(
+            srv3.http, pcm, {"format": "pcm_s16le"}, bytes_per_s=2 * RATE,
+            speed=1.0, timeout=30)), daemon=True)
+        t.start()
+        time.sleep(3.0)
+        # Stopped workers cannot flush, so the drain goes on until the
+        # second signal.
+        for pid in srv3.worker_pids():
+            os.kill(pid, signal.SIGSTOP)
+        srv3.p.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        check("j3: the drain is still waiting for the stopped workers",
+              srv3.p.poll() is None, f"status {srv3.p.poll()}")
+        t0 = time.monotonic()
+        srv3.p.send_signal(signal.SIGTERM)
+        try:
+            rc = srv3.p.wait(5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.monotonic() - t0
+        check(f"j3 second signal: the supervisor exits with status 1 at once "
+              f"({took:.2f} s)", rc == 1 and took <= 2.0, f"status {rc}")
+        check("j3 second signal: every process of the group is gone",
+              wait_group_gone(srv3.pgid, 5),
+              f"left: {group_procs(srv3.pgid, live_only=False)}")
+        t.join(35)
+    finally:
+        srv3.stop(check_clean=False)
 
 
 def test_k_supervisor_sigkill():
