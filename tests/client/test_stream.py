@@ -12,8 +12,9 @@ the test is about the terminal or Ctrl+C.
 
 Tests:
   a  sources and transports: jfk.wav over WebSocket (pcm and opus) and over
-     TCP, an Ogg/Opus file, raw s16le on stdin at 16 kHz over TCP and at
-     48 kHz over WebSocket, --json events; the text of each
+     TCP, an Ogg/Opus file over WebSocket (pcm and opus) and TCP, raw s16le
+     on stdin at 16 kHz over TCP and WebSocket opus and at 48 kHz over
+     WebSocket, --json events; the text of each
   b  Opus against PCM on the sentence-length recordings joined (67 s): the
      Opus path's WER is within 2 points of the PCM path's
   c  exit codes and hostile input: bad usage, a missing file, lying WAV
@@ -209,7 +210,11 @@ def test_a_sources():
             ("ws opus wav", ["-u", ws_url(srv), "-F", "opus", jfk], None),
             ("tcp wav", ["-u", tcp_url(srv), jfk], None),
             ("ws pcm ogg/opus file", ["-u", ws_url(srv), OPUS_FIXTURE], None),
+            ("ws opus ogg/opus file", ["-u", ws_url(srv), "-F", "opus", OPUS_FIXTURE],
+             None),
+            ("tcp ogg/opus file", ["-u", tcp_url(srv), OPUS_FIXTURE], None),
             ("tcp stdin 16 kHz", ["-u", tcp_url(srv), "-"], pcm),
+            ("ws opus stdin 16 kHz", ["-u", ws_url(srv), "-F", "opus", "-"], pcm),
         ]
         # stdin at 48 kHz: the client resamples.
         x = ts.np.frombuffer(pcm, dtype="<i2").astype(ts.np.float64)
