@@ -43,6 +43,7 @@
 #include "engine/mel.h"
 
 #include <fftw3.h>
+#include <omp.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -277,13 +278,15 @@ static inline float log10_pos(float x)
 #define TILE 16
 
 int sotto__mel_compute(const sotto__mel *mel, const float *pcm, size_t n,
-                       size_t pad, float **out, size_t *n_frames)
+                       size_t pad, int n_threads, float **out, size_t *n_frames)
 {
     float *res = NULL;
     size_t m, frames, total, n_tiles, j;
     float gmax = 1e-10f;
     int rc = SOTTO_EINVAL, failed = 0;
     const int n_mels = mel ? mel->n_mels : 0;
+    /* num_threads() needs a positive count. */
+    const int team = n_threads > 0 ? n_threads : omp_get_max_threads();
 
     if (out)
         *out = NULL;
@@ -309,7 +312,7 @@ int sotto__mel_compute(const sotto__mel *mel, const float *pcm, size_t n,
 
     if (frames > 0) {
         /* Pass 1: mel energies max(x, 1e-10), linear, and their maximum. */
-#pragma omp parallel reduction(max : gmax)
+#pragma omp parallel reduction(max : gmax) num_threads(team)
         {
             float *buf = fftwf_malloc(SOTTO__N_FFT * sizeof *buf);
             fftwf_complex *spec = fftwf_malloc(N_BINS * sizeof *spec);
@@ -374,7 +377,7 @@ int sotto__mel_compute(const sotto__mel *mel, const float *pcm, size_t n,
          * maximum of the logs is the log of the maximum), (x + 4) / 4. */
         {
             const float floor_v = log10_pos(gmax) - 8.0f;
-#pragma omp parallel for simd schedule(dynamic, 8192)
+#pragma omp parallel for simd schedule(dynamic, 8192) num_threads(team)
             for (j = 0; j < total; j++) {
                 float v = log10_pos(res[j]);
                 v = v > floor_v ? v : floor_v;

@@ -33,9 +33,11 @@ void sotto__mel_destroy(sotto__mel *mel);
  * samples.  The frame count is (n + pad) / 160: the STFT's last frame is
  * dropped, as Whisper does.  *out is malloc'd, [n_mels][*n_frames] row-major;
  * free it with free().  The max-8 floor is taken over the whole output.
- * Returns 0 or a negative code; n + pad == 0 is SOTTO_EINVAL.
+ * It runs on n_threads OpenMP threads (the model's --threads; 0 or less:
+ * OpenMP's default team).  Returns 0 or a negative code; n + pad == 0 is
+ * SOTTO_EINVAL.
  */
 int sotto__mel_compute(const sotto__mel *mel, const float *pcm, size_t n,
-                       size_t pad, float **out, size_t *n_frames);
+                       size_t pad, int n_threads, float **out, size_t *n_frames);
 
 #endif

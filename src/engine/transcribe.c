@@ -522,7 +522,7 @@ int sotto_transcribe(const sotto_model *m, const float *pcm, size_t n,
         sotto__errf(err, errcap, rc, "cannot allocate the decoder state");
         goto fail;
     }
-    if ((rc = sotto__mel_compute(m->mel, pcm, n, 160, &mel, &n_frames)) != 0) {
+    if ((rc = sotto__mel_compute(m->mel, pcm, n, 160, m->n_threads, &mel, &n_frames)) != 0) {
         sotto__errf(err, errcap, rc, "log-mel front end failed: %s",
                     sotto_strerror(rc));
         goto fail;
@@ -635,7 +635,7 @@ int sotto__transcribe_window(sotto__infer *st, const float *pcm, size_t n,
         return sotto__errf(err, errcap, SOTTO_EINVAL,
                            "a streaming pass takes 1 to %d samples, not %zu",
                            SOTTO__WINDOW_SAMPLES, n);
-    if ((rc = sotto__mel_compute(m->mel, pcm, n, 160, &mel, &n_frames)) != 0)
+    if ((rc = sotto__mel_compute(m->mel, pcm, n, 160, m->n_threads, &mel, &n_frames)) != 0)
         return sotto__errf(err, errcap, rc, "log-mel front end failed: %s",
                            sotto_strerror(rc));
     content_frames = (int)n_frames - 1;

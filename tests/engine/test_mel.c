@@ -88,19 +88,19 @@ static void test_args(void)
     CHECK(mel != NULL);
     if (!mel)
         return;
-    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 0, 0, &out, &nf), SOTTO_EINVAL);
+    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 0, 0, 0, &out, &nf), SOTTO_EINVAL);
     CHECK(out == NULL);
     CHECK_INT_EQ(nf, 0);
-    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 0, &out, &nf), SOTTO_EINVAL);
-    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 5, 160, &out, &nf),
+    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 0, 0, &out, &nf), SOTTO_EINVAL);
+    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 5, 160, 0, &out, &nf),
                  SOTTO_EINVAL);
-    CHECK_INT_EQ(sotto__mel_compute(NULL, &x, 1, 160, &out, &nf),
+    CHECK_INT_EQ(sotto__mel_compute(NULL, &x, 1, 160, 0, &out, &nf),
                  SOTTO_EINVAL);
-    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 1, 160, NULL, &nf),
+    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 1, 160, 0, NULL, &nf),
                  SOTTO_EINVAL);
-    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 1, 160, &out, NULL),
+    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 1, 160, 0, &out, NULL),
                  SOTTO_EINVAL);
-    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 1, SIZE_MAX, &out, &nf),
+    CHECK_INT_EQ(sotto__mel_compute(mel, &x, 1, SIZE_MAX, 0, &out, &nf),
                  SOTTO_EINVAL);
     sotto__mel_destroy(mel);
     sotto__mel_destroy(NULL);
@@ -124,7 +124,7 @@ static void test_jfk(const float *pcm, size_t n)
     if (!meta || !ref || !mel || n_mels != 80 ||
         len != (size_t)n_mels * (size_t)n_frames * sizeof(float))
         goto done;
-    CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, &out, &nf), 0);
+    CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, 0, &out, &nf), 0);
     CHECK_INT_EQ(nf, n_frames);
     CHECK_INT_EQ(nf, (n + 160) / SOTTO__HOP);
     if (out && nf == (size_t)n_frames) {
@@ -172,7 +172,7 @@ static void test_short(const float *pcm, size_t n)
         if (!copy)
             break;
         memcpy(copy, pcm + offset, (size_t)cn * sizeof *copy);
-        CHECK_INT_EQ(sotto__mel_compute(mel, copy, (size_t)cn, (size_t)pad,
+        CHECK_INT_EQ(sotto__mel_compute(mel, copy, (size_t)cn, (size_t)pad, 0,
                                         &out, &nf), 0);
         CHECK_INT_EQ(nf, frames);
         CHECK_INT_EQ(nf, ((size_t)cn + (size_t)pad) / SOTTO__HOP);
@@ -219,7 +219,7 @@ static void test_tiny(void)
                 continue;
             memcpy(xs, x, sizes[i] * sizeof *xs);
             nf = 99;
-            CHECK_INT_EQ(sotto__mel_compute(mel, xs, sizes[i], pads[j], &out,
+            CHECK_INT_EQ(sotto__mel_compute(mel, xs, sizes[i], pads[j], 0, &out,
                                             &nf), 0);
             CHECK_INT_EQ(nf, want);
             CHECK(out != NULL);
@@ -233,17 +233,17 @@ static void test_tiny(void)
     }
 
     /* Pad-only input: all zeros -> log10(1e-10) = -10 -> (-10 + 4) / 4. */
-    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 160, &out, &nf), 0);
+    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 160, 0, &out, &nf), 0);
     CHECK_INT_EQ(nf, 1);
     for (i = 0; out && i < nf * 80; i++)
         CHECK(out[i] == -1.5f);
     free(out);
     out = NULL;
-    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 3200, &out, &nf), 0);
+    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 3200, 0, &out, &nf), 0);
     CHECK_INT_EQ(nf, 20);
     free(out);
     out = NULL;
-    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 1, &out, &nf), 0);
+    CHECK_INT_EQ(sotto__mel_compute(mel, NULL, 0, 1, 0, &out, &nf), 0);
     CHECK_INT_EQ(nf, 0);
     CHECK(out != NULL);
     free(out);
@@ -263,7 +263,7 @@ static void test_128(const float *pcm, size_t n)
     CHECK_INT_EQ(sotto__mel_create(128, &mel), 0);
     if (!mel)
         return;
-    CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, &out, &nf), 0);
+    CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, 0, &out, &nf), 0);
     CHECK_INT_EQ(nf, (n + 160) / SOTTO__HOP);
     for (i = 0; out && i < nf * 128; i++) {
         finite &= isfinite(out[i]);
@@ -274,6 +274,19 @@ static void test_128(const float *pcm, size_t n)
     /* The max - 8 floor bounds the range to 8 / 4 = 2. */
     CHECK(hi - lo <= 2.0f + 1e-5f);
     CHECK(hi > 0.0f && hi < 3.0f);
+    /* The thread count (--threads) changes who computes a frame, not what
+     * it holds. */
+    {
+        float *one = NULL, *two = NULL;
+        size_t nf1 = 0, nf2 = 0;
+        CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, 1, &one, &nf1), 0);
+        CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, 2, &two, &nf2), 0);
+        CHECK(nf1 == nf && nf2 == nf && one && two && out &&
+              memcmp(one, out, nf * 128 * sizeof *out) == 0 &&
+              memcmp(two, out, nf * 128 * sizeof *out) == 0);
+        free(one);
+        free(two);
+    }
     free(out);
     sotto__mel_destroy(mel);
 }
@@ -290,7 +303,7 @@ struct thread_job {
 static void *thread_main(void *arg)
 {
     struct thread_job *j = arg;
-    j->rc = sotto__mel_compute(j->mel, j->pcm, j->n, 160, &j->out, &j->nf);
+    j->rc = sotto__mel_compute(j->mel, j->pcm, j->n, 160, 0, &j->out, &j->nf);
     return NULL;
 }
 
@@ -309,7 +322,7 @@ static void test_threads(const float *pcm, size_t n)
     CHECK_INT_EQ(sotto__mel_create(80, &mel), 0);
     if (!mel)
         return;
-    CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, &ref, &nf), 0);
+    CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, 0, &ref, &nf), 0);
     for (i = 0; i < NT; i++) {
         jobs[i].mel = mel;
         jobs[i].pcm = pcm;
@@ -350,7 +363,7 @@ static void time_long(void)
     CHECK_INT_EQ(sotto__mel_create(80, &mel), 0);
     for (r = 0; mel && r < 5; r++) {
         t0 = now_s();
-        CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, &out, &nf), 0);
+        CHECK_INT_EQ(sotto__mel_compute(mel, pcm, n, 160, 0, &out, &nf), 0);
         t0 = now_s() - t0;
         best = t0 < best ? t0 : best;
         free(out);
