@@ -29,7 +29,8 @@ real clients send it, or a typical mistake:
                         the native protocol, raw TCP and each dialect; and
                         hostile replies: numbers out of range, wrong
                         types, events for an unknown stream, a message
-                        type only the gateway sends.
+                        type only the gateway sends, an acknowledgement of
+                        chunks never sent.
 All are under 8 KB.  Inputs kept because they once crashed the target
 (crash-*.bin) are not the script's to rewrite: it leaves them in place.
 """
@@ -174,6 +175,10 @@ def seeds():
         wmsg(W_JOB_SEGMENTS, {"segments": [{"start": "a"}]}) + \
         wmsg(W_READY, b"[]") + \
         wmsg(W_OPEN, {"format": 1})
+    # An acknowledgement far past the chunks sent, on a vosk stream (which
+    # answers every acknowledged chunk): the gateway once looped on it.
+    yield "worker_vosk_ack_past.bin", bytes([0xE2]) + \
+        wmsg(W_ACK, {"audio_time": 1.0, "retained_from": 0.0}, 0xFFFFFFF0)
 
 
 def main():

@@ -1,6 +1,7 @@
 /*
- * dialect.c - parsers of the vosk, WhisperLive and OpenAI Realtime client
- * messages (see dialect.h).  JSON goes through cJSON and base64 through
+ * dialect.c - parsers of the vosk, WhisperLive, OpenAI Realtime and
+ * Wyoming client messages and of the OpenAI REST form fields (see
+ * dialect.h).  JSON goes through cJSON and base64 through
  * OpenSSL; what is left here is checking each field's type and range and
  * copying it into a fixed-size struct under a named limit.
  */

@@ -583,15 +583,26 @@ done:
     cJSON_Delete(ev);
 }
 
-static void on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
-                   const unsigned char *p, size_t len)
+/*
+ * A worker acknowledges the stream's audio chunks up to seq.  A seq past
+ * the last chunk sent is a protocol violation (-1: the worker is dropped):
+ * taken as is, it would have vosk's reply-per-chunk loop run billions of
+ * times and stall every client of the gateway.
+ */
+static int on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
+                  const unsigned char *p, size_t len)
 {
-    cJSON *a = cJSON_ParseWithLength((const char *)p, len);
+    cJSON *a;
     double t, keep_from;
     int cut;
 
-    if (a == NULL)
-        return;
+    if (seq >= s->next_seq) {
+        sotto__log(SOTTO_LOG_ERROR, s->id, "worker%d acknowledged chunk %u, but only "
+                   "%u were sent", s->worker, seq, s->next_seq - 1);
+        return -1;
+    }
+    if ((a = cJSON_ParseWithLength((const char *)p, len)) == NULL)
+        return 0;
     t = num(a, "audio_time", -1);
     cut = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "cut"));
     /* Keep a small margin before what the stream says it may need, for the
@@ -630,6 +641,7 @@ static void on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
         if (cut && s->dl->cut_done != NULL)
             s->dl->cut_done(g, s);
     }
+    return 0;
 }
 
 static void on_closed(sotto__gateway *g, gw_stream *s, const unsigned char *p,
@@ -700,7 +712,8 @@ int sotto__gw_worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_h
         on_event(g, s, p, h->len);
         break;
     case SOTTO__IPC_ACK:
-        on_ack(g, s, h->seq, p, h->len);
+        if (on_ack(g, s, h->seq, p, h->len) != 0)
+            return -1;
         break;
     case SOTTO__IPC_CLOSED:
         on_closed(g, s, p, h->len);

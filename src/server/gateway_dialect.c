@@ -1,7 +1,9 @@
 /*
- * gateway_dialect.c - the other servers' WebSocket protocols, spoken by
- * the gateway on top of the same streams as the native one: vosk-server,
- * WhisperLive and OpenAI's Realtime API in transcription mode.
+ * gateway_dialect.c - the other servers' protocols, spoken by the gateway
+ * on top of the same streams as the native one: vosk-server, WhisperLive
+ * and OpenAI's Realtime API in transcription mode over WebSocket, and
+ * Wyoming (Home Assistant) over its own TCP port.  (The OpenAI REST
+ * endpoint is gateway_rest.c.)
  * docs/protocol.md describes each as a client sees it.
  *
  * A dialect is a gw_dialect (gateway.h): it turns the client's messages
