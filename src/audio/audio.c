@@ -499,6 +499,37 @@ static sf_count_t mem_tell(void *user)
  * Ogg/Opus decoding (libopusfile)
  * ------------------------------------------------------------------------ */
 
+/* Bytes of a canonical WAV header: RIFF, fmt and data chunk headers. */
+#define AUDIO_WAV_MIN_HEADER 44
+
+/*
+ * When libsndfile refuses an input, says whether it is a RIFF/WAVE file cut
+ * short: its RIFF header declares more bytes than the input has, or the
+ * input is shorter than a WAV header.  Writes the reason, or "" if the
+ * input does not look truncated, to out.  head holds the input's first
+ * got bytes; size is its length.
+ */
+static void truncation_hint(const unsigned char *head, size_t got, uint64_t size,
+                            char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (got < 12 || memcmp(head, "RIFF", 4) != 0 || memcmp(head + 8, "WAVE", 4) != 0)
+        return;
+    {
+        uint64_t declared = (uint64_t)head[4] | (uint64_t)head[5] << 8 |
+                            (uint64_t)head[6] << 16 | (uint64_t)head[7] << 24;
+        declared += 8;
+        if (size < AUDIO_WAV_MIN_HEADER)
+            snprintf(out, cap, "truncated WAV header (%llu bytes, a header "
+                     "takes at least %d)", (unsigned long long)size,
+                     AUDIO_WAV_MIN_HEADER);
+        else if (declared > size && declared != 0xffffffffull + 8)
+            snprintf(out, cap, "truncated WAV file (its header declares %llu "
+                     "bytes, there are %llu)", (unsigned long long)declared,
+                     (unsigned long long)size);
+    }
+}
+
 /* Says whether the `len` bytes at `p`, the start of an input, open with an
  * Ogg page whose first packet starts with the "OpusHead" magic.  Only the
  * first page is looked at: an Ogg file that starts with another stream
@@ -766,7 +797,7 @@ int sotto_audio_decode_file(const char *path, float **pcm, size_t *n,
     struct stat st;
     char msg[AUDIO_SF_MSG_MAX];
     unsigned char head[AUDIO_OGG_SNIFF_BYTES];
-    ssize_t got;
+    ssize_t got = 0;
 
     clear_out(pcm, n);
     if (path == NULL || pcm == NULL || n == NULL) {
@@ -820,9 +851,19 @@ int sotto_audio_decode_file(const char *path, float **pcm, size_t *n,
      * format from the file name's extension, and we close it ourselves. */
     sf = sf_open_fd(fd, SFM_READ, &info, SF_FALSE);
     if (sf == NULL) {
+        char hint[128];
+
         one_line(sf_strerror(NULL), msg, sizeof msg);
-        rc = sotto__errf(err, errcap, SOTTO_EAUDIO,
-                         "%s: not a readable audio file: %s", path, msg);
+        hint[0] = '\0';
+        if (S_ISREG(st.st_mode))
+            truncation_hint(head, got > 0 ? (size_t)got : 0, (uint64_t)st.st_size,
+                            hint, sizeof hint);
+        if (hint[0] != '\0')
+            rc = sotto__errf(err, errcap, SOTTO_EAUDIO, "%s: %s (libsndfile: %s)",
+                             path, hint, msg);
+        else
+            rc = sotto__errf(err, errcap, SOTTO_EAUDIO,
+                             "%s: not a readable audio file: %s", path, msg);
         goto fail;
     }
     rc = decode_sndfile(sf, &info, S_ISREG(st.st_mode), path, pcm, n, err,
@@ -886,10 +927,17 @@ int sotto_audio_decode_memory(const void *data, size_t len, float **pcm,
     memset(&info, 0, sizeof info);
     sf = sf_open_virtual(&vio, SFM_READ, &info, &m);
     if (sf == NULL) {
+        char hint[128];
+
         one_line(sf_strerror(NULL), msg, sizeof msg);
-        rc = sotto__errf(err, errcap, SOTTO_EAUDIO,
-                         "%s (%zu bytes): not readable audio: %s", what, len,
-                         msg);
+        truncation_hint(data, len, (uint64_t)len, hint, sizeof hint);
+        if (hint[0] != '\0')
+            rc = sotto__errf(err, errcap, SOTTO_EAUDIO, "%s: %s (libsndfile: %s)",
+                             what, hint, msg);
+        else
+            rc = sotto__errf(err, errcap, SOTTO_EAUDIO,
+                             "%s (%zu bytes): not readable audio: %s", what, len,
+                             msg);
         goto fail;
     }
     rc = decode_sndfile(sf, &info, 1, what, pcm, n, err, errcap);

@@ -85,9 +85,11 @@ expect 2 "no such file" "missing file" -- $T "$TMP/nope.wav"
 printf 'this is not audio, just text\n' > "$TMP/text.wav"
 expect 2 "not" "text file" -- $T "$TMP/text.wav"
 : > "$TMP/empty.wav"
-expect 2 "" "empty file" -- $T "$TMP/empty.wav"
+expect 2 "empty" "empty file" -- $T "$TMP/empty.wav"
 head -c 20 "$JFK" > "$TMP/trunc.wav"
-expect 2 "" "truncated header" -- $T "$TMP/trunc.wav"
+expect 2 "truncated WAV header" "truncated header" -- $T "$TMP/trunc.wav"
+head -c 44 "$JFK" > "$TMP/trunc44.wav"
+expect 2 "truncated WAV file" "truncated before its data chunk" -- $T "$TMP/trunc44.wav"
 python3 - "$TMP" <<'PY'
 import struct, sys, math
 d = sys.argv[1]
