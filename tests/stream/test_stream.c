@@ -480,8 +480,6 @@ static void test_threads(const sotto_model *m)
     CHECK(contains(jobs[0].r.finals, "ask what you can do for your country"));
 }
 
-/* Creating and destroying many streams and models leaves nothing behind
- * (LeakSanitizer checks at exit in the sanitized build). */
 /* Descriptors this process has open. */
 static int open_fds(void)
 {
@@ -512,6 +510,9 @@ static int mappings_of(const char *name)
     return n;
 }
 
+/* Creating and destroying many streams and models leaves nothing behind:
+ * no descriptor, no mapping of the model (counted here), no memory
+ * (LeakSanitizer checks at exit in the sanitized build). */
 static void test_lifecycle(const sotto_model *m, const char *dir)
 {
     sotto_model_params mp = sotto_model_default_params();
