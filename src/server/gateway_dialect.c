@@ -705,7 +705,9 @@ static void wl_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
         cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(ev, "words")) {
             const char *t;
             size_t n;
-            if (dwords_push(&w->cur, x) != 0)
+            int had = w->cur.n;
+            /* A word without a text is skipped, and pushes nothing. */
+            if (dwords_push(&w->cur, x) != 0 || w->cur.n == had)
                 continue;
             t = w->cur.v[w->cur.n - 1].text;
             n = strlen(t);
