@@ -155,6 +155,17 @@ def server():
     return ts.Server(name="server")
 
 
+def sanitized(binary):
+    """Whether binary is a sanitizer build (it links ASan or TSan), whose
+    inference runs several times slower than a release build's."""
+    try:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "libasan" in out or "libtsan" in out
+
+
 def ws_url(srv):
     return f"ws://127.0.0.1:{srv.http}/v1/stream"
 
@@ -408,6 +419,9 @@ def test_d_ctrl_c():
         # flush cannot finish within the deadline (without the bound the
         # server held two minutes of the file and the client exited 1).
         mix, _, _ = mix_wav()
+        # A sanitized server's last pass can take longer than the 1.5 s the
+        # client waits; the client must still be out within 2 s, saying why.
+        slow = sanitized(getattr(ts.ARGS, "server_sotto", "") or ts.ARGS.sotto)
         for url in (ws_url(srv), tcp_url(srv)):
             proto = url.split(":")[0]
             c = PtyClient(["-u", url, mix])
@@ -417,9 +431,12 @@ def test_d_ctrl_c():
                 c.p.send_signal(signal.SIGINT)
                 rc = c.wait_exit(5)
                 took = time.monotonic() - t0
-                check(f"d first Ctrl+C, {proto}, no --realtime, 67 s file: exit 0 "
-                      f"within 2 s ({took:.2f} s), finals printed",
-                      seen and rc == 0 and took <= 2.0 and len(c.final_lines()) >= 3,
+                flushed = rc == 0 or (slow and rc == 1 and "not confirmed" in c.text())
+                check(f"d first Ctrl+C, {proto}, no --realtime, 67 s file: out within "
+                      f"2 s ({took:.2f} s) with exit {rc} (0; from a sanitized server "
+                      "1 with the reason also counts), finals printed",
+                      seen and flushed and rc is not None and took <= 2.0 and
+                      len(c.final_lines()) >= 3,
                       f"seen {seen} rc {rc} {c.text()[-400:]!r}")
             finally:
                 c.close()
