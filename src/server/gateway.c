@@ -456,10 +456,8 @@ static double num(const cJSON *o, const char *k, double dflt)
     return cJSON_IsNumber(x) && isfinite(x->valuedouble) ? x->valuedouble : dflt;
 }
 
-/* A whole number field: a value outside int (a broken or compromised
- * worker could send 1e300) gives the default, since converting it to int
- * would be undefined behaviour. */
-static int int_num(const cJSON *o, const char *k, int dflt)
+/* See gateway.h. */
+int sotto__gw_event_int(const cJSON *o, const char *k, int dflt)
 {
     double v = num(o, k, dflt);
     return v >= INT_MIN && v <= INT_MAX ? (int)v : dflt;
@@ -549,7 +547,7 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
     if (strcmp(type, "final") == 0) {
         const cJSON *words = cJSON_GetObjectItemCaseSensitive(ev, "words"), *w;
         double now = sotto__now();
-        s->utterance = int_num(ev, "utterance", s->utterance);
+        s->utterance = sotto__gw_event_int(ev, "utterance", s->utterance);
         if (text != NULL)
             committed_add(s, text);
         cJSON_ArrayForEach(w, words) {
@@ -565,7 +563,7 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
         if (s->dl == NULL && text != NULL && text[0] != 0)
             tcp_line(g, s, num(ev, "start", 0), num(ev, "end", 0), text);
     } else if (strcmp(type, "utterance_end") == 0) {
-        int u = int_num(ev, "utterance", s->utterance);
+        int u = sotto__gw_event_int(ev, "utterance", s->utterance);
         /* A replay may end an utterance whose end was already sent. */
         if (u <= s->ended_utt)
             goto done;

@@ -333,6 +333,10 @@ gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi,
                                 const gw_dialect *dl);
 /* The client is gone: forget the stream (the worker is told to drop it). */
 void sotto__gw_client_gone(sotto__gateway *g, gw_stream *s);
+/* A whole-number field of a worker's event: a value outside int (a broken
+ * or compromised worker could send 1e300) or no number gives dflt, since
+ * converting it to int would be undefined behaviour. */
+int sotto__gw_event_int(const cJSON *o, const char *k, int dflt);
 /* Handles one complete message from worker w (its channel's reader, and
  * the gateway's tests); -1 on a protocol violation. */
 int sotto__gw_worker_message(sotto__gateway *g, gw_worker *w, const sotto__ipc_hdr *h,

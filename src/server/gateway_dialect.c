@@ -18,7 +18,6 @@
  * words of the open utterance or segment, and what it owes the client.
  * Every list in it has a named limit.
  */
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,15 +116,6 @@ static double ev_num(const cJSON *ev, const char *k, double dflt)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
     return cJSON_IsNumber(x) && isfinite(x->valuedouble) ? x->valuedouble : dflt;
-}
-
-/* A whole-number field of a worker's event; outside int (a broken worker
- * could send 1e300), the default, since the conversion would be
- * undefined behaviour. */
-static int ev_int(const cJSON *ev, const char *k, int dflt)
-{
-    double v = ev_num(ev, k, dflt);
-    return v >= INT_MIN && v <= INT_MAX ? (int)v : dflt;
 }
 
 /* Copies an event's partial text, bounded. */
@@ -1052,7 +1042,7 @@ static void rt_event_in(sotto__gateway *g, gw_stream *s, cJSON *ev)
 {
     rt_state *r = rt_of(s);
     const char *type = ev_str(ev, "type");
-    int u = ev_int(ev, "utterance", s->utterance);
+    int u = sotto__gw_event_int(ev, "utterance", s->utterance);
     cJSON *o;
 
     if (r == NULL || type == NULL)
