@@ -115,22 +115,24 @@ ARGS = None
 AUDIO = {}          # name -> (int16 numpy array at 16 kHz, reference text)
 RESULTS = []        # (name, ok)
 CURRENT = []        # servers running now, for stderr tails on failure
+STARTED = []        # servers the running test started, stopped or not
 OUR_SERVERS = set() # pids of supervisors started here (Popen reaps them)
 
 
 # ---- reporting ------------------------------------------------------------
 
-def check(name, cond, detail=""):
-    """Records one check; on failure prints why and the server's stderr."""
+def check(name, cond, detail="", servers=None):
+    """Records one check; on failure prints why and the stderr of the
+    servers running now (or of `servers`)."""
     RESULTS.append((name, bool(cond)))
     if cond:
         print(f"ok {name}" + (f" ({detail})" if detail and ARGS.verbose else ""),
               flush=True)
         return True
     print(f"FAIL {name}: {detail}", flush=True)
-    for srv in CURRENT:
+    for srv in CURRENT if servers is None else servers:
         tail = srv.stderr_tail(40)
-        print(f"  --- stderr of the server (pid {srv.pid}), last "
+        print(f"  --- stderr of the server {srv.name} (pid {srv.pid}), last "
               f"{len(tail)} lines ---")
         for line in tail:
             print("  | " + line)
@@ -372,6 +374,7 @@ class Server:
         self.pid = self.pgid = self.p.pid
         OUR_SERVERS.add(self.pid)
         CURRENT.append(self)
+        STARTED.append(self)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if not self.listening.wait(60):
@@ -1967,11 +1970,15 @@ def run_tests(tests, only, prog):
             continue
         t0 = time.monotonic()
         print(f"== {letter}: {fn.__name__[7:]}", flush=True)
+        STARTED.clear()
         try:
             fn()
         except Exception as e:  # noqa: BLE001
+            # The test's own cleanup has usually stopped its servers by
+            # now; their logs are what tells why it died.
             check(f"{letter} {fn.__name__[7:]}: runs without an exception",
-                  False, "".join(traceback.format_exception(e)).rstrip())
+                  False, "".join(traceback.format_exception(e)).rstrip(),
+                  servers=list(STARTED))
         finally:
             for srv in list(CURRENT):     # a test that died half-way
                 srv.stop(check_clean=False)
