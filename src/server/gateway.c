@@ -450,7 +450,8 @@ static void resume_add(gw_stream *s, const char *text, double start,
     w->probability = (float)prob;
 }
 
-static double num(const cJSON *o, const char *k, double dflt)
+/* See gateway.h. */
+double sotto__gw_event_num(const cJSON *o, const char *k, double dflt)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsNumber(x) && isfinite(x->valuedouble) ? x->valuedouble : dflt;
@@ -459,7 +460,7 @@ static double num(const cJSON *o, const char *k, double dflt)
 /* See gateway.h. */
 int sotto__gw_event_int(const cJSON *o, const char *k, int dflt)
 {
-    double v = num(o, k, dflt);
+    double v = sotto__gw_event_num(o, k, dflt);
     return v >= INT_MIN && v <= INT_MAX ? (int)v : dflt;
 }
 
@@ -542,7 +543,7 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
     }
     text = str(ev, "text");
     partial = strcmp(type, "partial") == 0;
-    if (partial && num(ev, "utterance", 0) <= s->ended_utt)
+    if (partial && sotto__gw_event_num(ev, "utterance", 0) <= s->ended_utt)
         goto done;   /* a replayed utterance whose end was already sent */
     if (strcmp(type, "final") == 0) {
         const cJSON *words = cJSON_GetObjectItemCaseSensitive(ev, "words"), *w;
@@ -552,23 +553,25 @@ static void on_event(sotto__gateway *g, gw_stream *s, const unsigned char *p,
             committed_add(s, text);
         cJSON_ArrayForEach(w, words) {
             const char *wt = str(w, "text");
-            double we = num(w, "end", 0), arr;
+            double we = sotto__gw_event_num(w, "end", 0), arr;
             if (wt == NULL)
                 continue;
-            resume_add(s, wt, num(w, "start", 0), we, num(w, "probability", 0));
+            resume_add(s, wt, sotto__gw_event_num(w, "start", 0), we,
+                       sotto__gw_event_num(w, "probability", 0));
             if ((arr = arrival_of(s, we)) >= 0)
                 observe(g->m.commit_hist, &g->m.commit_count, &g->m.commit_sum,
                         sotto__gw_commit_bounds, SOTTO__GW_HIST_BUCKETS, now - arr);
         }
         if (s->dl == NULL && text != NULL && text[0] != 0)
-            tcp_line(g, s, num(ev, "start", 0), num(ev, "end", 0), text);
+            tcp_line(g, s, sotto__gw_event_num(ev, "start", 0),
+                     sotto__gw_event_num(ev, "end", 0), text);
     } else if (strcmp(type, "utterance_end") == 0) {
         int u = sotto__gw_event_int(ev, "utterance", s->utterance);
         /* A replay may end an utterance whose end was already sent. */
         if (u <= s->ended_utt)
             goto done;
         s->ended_utt = u;
-        s->ended_end = num(ev, "end", s->ended_end);
+        s->ended_end = sotto__gw_event_num(ev, "end", s->ended_end);
         s->utterance = u + 1;
     } else if (strcmp(type, "error") == 0) {
         g->m.decode_errors++;
@@ -601,14 +604,14 @@ static int on_ack(sotto__gateway *g, gw_stream *s, uint32_t seq,
     }
     if ((a = cJSON_ParseWithLength((const char *)p, len)) == NULL)
         return 0;
-    t = num(a, "audio_time", -1);
+    t = sotto__gw_event_num(a, "audio_time", -1);
     cut = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "cut"));
     /* Keep a small margin before what the stream says it may need, for the
      * resampler's delay.  Not more: audio from further back is the tail of
      * an ended utterance, and tiny.en turns such a fragment into loops. */
-    keep_from = num(a, "retained_from", 0) - SOTTO__GW_REPLAY_MARGIN;
-    if (num(a, "compute", -1) >= 0) {
-        double c = num(a, "compute", 0);
+    keep_from = sotto__gw_event_num(a, "retained_from", 0) - SOTTO__GW_REPLAY_MARGIN;
+    if (sotto__gw_event_num(a, "compute", -1) >= 0) {
+        double c = sotto__gw_event_num(a, "compute", 0);
         g->m.compute_seconds += c;
         observe(g->m.infer_hist, &g->m.infer_count, &g->m.infer_sum,
                 sotto__gw_infer_bounds, SOTTO__GW_HIST_BUCKETS, c);

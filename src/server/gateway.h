@@ -333,6 +333,9 @@ gw_stream *sotto__gw_stream_new(sotto__gateway *g, int kind, struct lws *wsi,
                                 const gw_dialect *dl);
 /* The client is gone: forget the stream (the worker is told to drop it). */
 void sotto__gw_client_gone(sotto__gateway *g, gw_stream *s);
+/* A number field of a worker's event; dflt when it is missing, not a
+ * number, or not finite. */
+double sotto__gw_event_num(const cJSON *o, const char *k, double dflt);
 /* A whole-number field of a worker's event: a value outside int (a broken
  * or compromised worker could send 1e300) or no number gives dflt, since
  * converting it to int would be undefined behaviour. */

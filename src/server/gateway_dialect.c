@@ -112,12 +112,6 @@ static const char *ev_str(const cJSON *ev, const char *k)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, k));
 }
 
-static double ev_num(const cJSON *ev, const char *k, double dflt)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(ev, k);
-    return cJSON_IsNumber(x) && isfinite(x->valuedouble) ? x->valuedouble : dflt;
-}
-
 /* Copies an event's partial text, bounded. */
 static void keep_partial(char **slot, const char *text)
 {
@@ -687,8 +681,8 @@ static void wl_event(sotto__gateway *g, gw_stream *s, cJSON *ev)
         return;
     if (strcmp(type, "partial") == 0) {
         keep_partial(&w->partial, ev_str(ev, "text"));
-        w->p_start = ev_num(ev, "start", 0);
-        w->p_end = ev_num(ev, "end", w->p_start);
+        w->p_start = sotto__gw_event_num(ev, "start", 0);
+        w->p_end = sotto__gw_event_num(ev, "end", w->p_start);
         wl_update(g, s, w, 1);
     } else if (strcmp(type, "final") == 0) {
         keep_partial(&w->partial, NULL);
@@ -1048,10 +1042,10 @@ static void rt_event_in(sotto__gateway *g, gw_stream *s, cJSON *ev)
     if (r == NULL || type == NULL)
         return;
     if (strcmp(type, "partial") == 0) {
-        rt_speech_started(g, s, r, u, ev_num(ev, "start", 0));
+        rt_speech_started(g, s, r, u, sotto__gw_event_num(ev, "start", 0));
     } else if (strcmp(type, "final") == 0) {
         const char *text = ev_str(ev, "text");
-        rt_speech_started(g, s, r, u, ev_num(ev, "start", 0));
+        rt_speech_started(g, s, r, u, sotto__gw_event_num(ev, "start", 0));
         if (text == NULL || text[0] == 0)
             return;
         /* The item's first words lose Whisper's leading space. */
@@ -1064,7 +1058,7 @@ static void rt_event_in(sotto__gateway *g, gw_stream *s, cJSON *ev)
         cJSON_AddStringToObject(o, "delta", text);
         sotto__gw_send_cjson(g, s, o, 0);
     } else if (strcmp(type, "utterance_end") == 0) {
-        double end = ev_num(ev, "end", 0);
+        double end = sotto__gw_event_num(ev, "end", 0);
         if (r->turn) {
             rt_speech_started(g, s, r, u, end);
             o = rt_event(r, "input_audio_buffer.speech_stopped");
