@@ -1300,12 +1300,16 @@ static void tick(lws_sorted_usec_list_t *sul)
         }
     }
     if (g->draining) {
-        if (g->n_streams == 0 && g->n_jobs == 0) {
+        /* The clients' answers to the close frames are waited for, so
+         * that exiting does not reset a connection the client is still
+         * sending on (which can lose the frame); each waits at most
+         * GW_CLOSE_ACK_TIMEOUT, and the deadline still holds. */
+        if (g->n_streams == 0 && g->n_jobs == 0 && g->n_ws_closing == 0) {
             sotto__log(SOTTO_LOG_INFO, 0, "drained; exiting");
             g->quit = 1;
         } else if (now > g->drain_deadline) {
-            sotto__log(SOTTO_LOG_WARN, 0, "drain deadline passed with %d streams; closing them",
-                       g->n_streams);
+            sotto__log(SOTTO_LOG_WARN, 0, "drain deadline passed with %d streams and %d "
+                       "unanswered closes; closing them", g->n_streams, g->n_ws_closing);
             for (gw_stream *s = g->streams; s != NULL; s = s->next)
                 if (s->wsi != NULL) {
                     s->done = 1;

@@ -312,6 +312,9 @@ struct sotto__gateway {
     int n_streams;            /* client streams (admission counts these) */
     struct gw_job *jobs;      /* REST transcriptions (gateway_rest.c) */
     int n_jobs;               /* admission counts these too */
+    int n_ws_closing;         /* WebSockets whose close frame is sent and
+                               * whose client has not answered yet: a
+                               * drain waits for them (gateway_net.c) */
     uint32_t next_id;
     int ever_ready;
     int draining;

@@ -41,6 +41,23 @@
 /* Longest refusal message a dialect sends before closing. */
 #define GW_MAX_REFUSAL 512
 
+/* Longest close reason: a close frame's payload is at most 125 bytes, two
+ * of them the code (RFC 6455, 5.5). */
+#define GW_MAX_CLOSE_REASON 123
+
+/* Seconds the gateway waits for a client to answer its close frame before
+ * it drops the connection. */
+#define GW_CLOSE_ACK_TIMEOUT 5
+
+/* libwebsockets' write type for a close frame.  Its public header keeps
+ * LWS_WRITE_CLOSE private and points to lws_close_reason() instead, but a
+ * close made that way (4.1, Debian 12) sends the frame and shuts the socket
+ * at once, without waiting for the client's close: a client still sending
+ * audio then gets a TCP reset, and may lose the close frame and its code
+ * (the Python websockets client reports 1006).  The gateway therefore
+ * sends the frame itself and does the closing handshake (ws_close_*). */
+#define GW_WRITE_CLOSE ((enum lws_write_protocol)4)
+
 /* Per-connection data of the "sotto" protocol (HTTP and WebSocket). */
 typedef struct gw_pss {
     gw_stream *st;            /* WebSocket streams */
@@ -51,6 +68,12 @@ typedef struct gw_pss {
     const char *refused_why;
     char refusal[LWS_PRE + GW_MAX_REFUSAL];
     size_t refusal_len;
+    /* The closing handshake (ws_close_*): GW_OPEN, then GW_CLOSE_DUE once
+     * the gateway has decided to close (the frame goes out when the
+     * socket is writable), then GW_CLOSE_SENT until the client answers. */
+    enum { GW_OPEN, GW_CLOSE_DUE, GW_CLOSE_SENT } close_state;
+    unsigned char close_frame[LWS_PRE + 2 + GW_MAX_CLOSE_REASON];
+    size_t close_len;
     /* HTTP response waiting for HTTP_WRITEABLE. */
     char *body;               /* [LWS_PRE + body_len] */
     size_t body_len;
@@ -284,9 +307,60 @@ const gw_dialect sotto__gw_native = {
     .error = send_error,
 };
 
-static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
+/* ---- the WebSocket closing handshake ----------------------------------- */
+
+/*
+ * Closes a WebSocket the way RFC 6455 (7.1.2, 7.1.3) asks: the gateway
+ * sends its close frame, then reads and drops what the client still sends
+ * until the client's own close frame arrives, and only then closes the
+ * TCP connection (or after GW_CLOSE_ACK_TIMEOUT seconds).  Closing the
+ * socket while a client's audio is still arriving would reset the
+ * connection, and the client could lose the close frame that tells it
+ * why (1013 "try again", 1008 "too long").
+ *
+ * ws_close_soon() records the frame and asks for a writable callback;
+ * ws_close_send() writes it from there.  The stream, if any, is released
+ * when the frame goes out: nothing more is sent on it.
+ */
+static void ws_close_soon(struct lws *wsi, gw_pss *pss, int code, const char *reason)
+{
+    size_t n = strlen(reason);
+
+    if (pss->close_state != GW_OPEN)
+        return;
+    if (n > GW_MAX_CLOSE_REASON)
+        n = GW_MAX_CLOSE_REASON;
+    pss->close_frame[LWS_PRE] = (unsigned char)((code >> 8) & 0xff);
+    pss->close_frame[LWS_PRE + 1] = (unsigned char)(code & 0xff);
+    memcpy(pss->close_frame + LWS_PRE + 2, reason, n);
+    pss->close_len = 2 + n;
+    pss->close_state = GW_CLOSE_DUE;
+    lws_callback_on_writable(wsi);
+}
+
+/* From SERVER_WRITEABLE, with nothing else written in this callback. */
+static int ws_close_send(struct lws *wsi, sotto__gateway *g, gw_pss *pss)
+{
+    if (lws_write(wsi, pss->close_frame + LWS_PRE, pss->close_len, GW_WRITE_CLOSE) <
+        (int)pss->close_len)
+        return -1;
+    pss->close_state = GW_CLOSE_SENT;
+    g->n_ws_closing++;
+    if (pss->st != NULL) {
+        sotto__gw_client_gone(g, pss->st);
+        pss->st = NULL;
+    }
+    /* A paused stream's socket must be read again, or the client's close
+     * would never be seen. */
+    lws_rx_flow_control(wsi, 1);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, GW_CLOSE_ACK_TIMEOUT);
+    return 0;
+}
+
+static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_pss *pss,
                       const void *in, size_t len)
 {
+    gw_stream *s = pss->st;
     size_t limit;
 
     if (lws_is_first_fragment(wsi)) {
@@ -299,9 +373,8 @@ static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
                                 : SOTTO__SERVE_MAX_CONTROL;
     if (s->rx_n + len > limit) {
         sotto__log(SOTTO_LOG_WARN, s->id, "message over %zu bytes; closing with 1009", limit);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *)"message too large", 17);
-        return -1;
+        ws_close_soon(wsi, pss, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+        return 0;
     }
     if (sotto__gw_buf_add(&s->rx, &s->rx_n, &s->rx_cap, in, len) != 0)
         return -1;
@@ -315,8 +388,9 @@ static int ws_receive(struct lws *wsi, sotto__gateway *g, gw_stream *s,
     return 0;
 }
 
-static int ws_writeable(struct lws *wsi, sotto__gateway *g, gw_stream *s)
+static int ws_writeable(struct lws *wsi, sotto__gateway *g, gw_pss *pss)
 {
+    gw_stream *s = pss->st;
     gw_out *o = s->out_head;
 
     if (o != NULL) {
@@ -334,10 +408,8 @@ static int ws_writeable(struct lws *wsi, sotto__gateway *g, gw_stream *s)
         return 0;
     }
     if (s->done) {
-        int code = s->close_code ? s->close_code : 1000;
-        lws_close_reason(wsi, (enum lws_close_status)code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
-        return -1;
+        ws_close_soon(wsi, pss, s->close_code ? s->close_code : 1000, s->close_reason);
+        return ws_close_send(wsi, g, pss);
     }
     return 0;
 }
@@ -710,26 +782,33 @@ static const gw_dialect *dialect_of(sotto__gateway *g, struct lws *wsi)
     return NULL;
 }
 
-static int close_refused(struct lws *wsi, const char *why)
+/* The close of a refused WebSocket: 1001 while draining, else 1013 (try
+ * again later). */
+static void close_refused(struct lws *wsi, gw_pss *pss, const char *why)
 {
-    lws_close_reason(wsi, strcmp(why, "draining") == 0 ? LWS_CLOSE_STATUS_GOINGAWAY
-                                                       : (enum lws_close_status)1013,
-                     (unsigned char *)why, strlen(why));
-    return -1;
+    ws_close_soon(wsi, pss, strcmp(why, "draining") == 0 ? LWS_CLOSE_STATUS_GOINGAWAY : 1013,
+                  why);
 }
 
 /* A WebSocket the gateway cannot take: each dialect says "busy" its own
- * way (a message, then the close), or just closes with 1013 / 1001. */
+ * way (a message, then the close), or just closes with 1013 / 1001.
+ *
+ * Either way the connection is closed with the closing handshake
+ * (ws_close_soon), so that a client already streaming audio still gets
+ * the code that says "try again". */
 static int refuse(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const gw_dialect *dl,
                   const char *why)
 {
     sotto__gw_count_refusal(g, dl->proto, why);
     sotto__log(SOTTO_LOG_WARN, 0, "stream refused (%s): %s", dl->name, why);
     pss->st = NULL;
-    if (dl->refusal == NULL)
-        return close_refused(wsi, why);
     pss->refused_dl = dl;
     pss->refused_why = why;
+    pss->refusal_len = 0;
+    if (dl->refusal == NULL) {
+        close_refused(wsi, pss, why);
+        return 0;
+    }
     if (dl->refuse_after_first) {
         /* Wait a little for the first message (its uid). */
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 5);
@@ -814,6 +893,10 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
+        /* After the gateway's close, what the client sends is dropped
+         * until its own close arrives. */
+        if (pss->close_state != GW_OPEN)
+            return 0;
         if (pss->st == NULL) {
             /* A refused WhisperLive client: its uid is in its first
              * message, and the refusal must echo it. */
@@ -825,24 +908,46 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 lws_callback_on_writable(wsi);
                 return 0;
             }
-            return -1;
+            /* A refused client's audio until its refusal goes out: dropped
+             * (it never had a stream to go to). */
+            return pss->refused_dl != NULL ? 0 : -1;
         }
-        return ws_receive(wsi, g, pss->st, in, len);
+        return ws_receive(wsi, g, pss, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (pss->close_state == GW_CLOSE_SENT)
+            return 0;
+        if (pss->close_state == GW_CLOSE_DUE)
+            return ws_close_send(wsi, g, pss);
         if (pss->st == NULL) {
             if (pss->refused_dl == NULL)
                 return -1;
-            if (pss->refusal_len > 0)
+            if (pss->refusal_len > 0) {
+                /* The dialect's refusal message, then (next time) the close. */
                 lws_write(wsi, (unsigned char *)pss->refusal + LWS_PRE, pss->refusal_len,
                           LWS_WRITE_TEXT);
-            return close_refused(wsi, pss->refused_why);
+                pss->refusal_len = 0;
+                close_refused(wsi, pss, pss->refused_why);
+                return 0;
+            }
+            if (pss->refused_dl->refuse_after_first)
+                return 0;   /* still waiting for the client's first message */
+            close_refused(wsi, pss, pss->refused_why);
+            return ws_close_send(wsi, g, pss);
         }
-        return ws_writeable(wsi, g, pss->st);
+        return ws_writeable(wsi, g, pss);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* The client's answer to the gateway's close: the handshake is
+         * done, and the connection can go. */
+        if (pss->close_state == GW_CLOSE_SENT)
+            return -1;
         if (pss->st != NULL)
             sotto__log(SOTTO_LOG_INFO, pss->st->id, "client closed the WebSocket");
         return 0;
     case LWS_CALLBACK_CLOSED:
+        if (pss->close_state == GW_CLOSE_SENT) {
+            pss->close_state = GW_OPEN;
+            g->n_ws_closing--;
+        }
         if (pss->st != NULL) {
             sotto__gw_client_gone(g, pss->st);
             pss->st = NULL;

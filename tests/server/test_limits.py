@@ -17,7 +17,9 @@ Tests:
      own limit (64K / 3 * 4 + 4096 bytes) is taken, one past it gets 1009
   b  --max-stream-seconds 3: a WebSocket stream of jfk.wav gets the words
      of its first 3 s, then close 1008 "maximum stream duration reached";
-     a raw TCP stream gets its lines, none past 3 s, then EOF; an OpenAI
+     a client that streams without pause gets the 1008 frame too, and the
+     closing handshake (the server reads on until the client's close, then
+     ends the connection without a reset); a raw TCP stream gets its lines, none past 3 s, then EOF; an OpenAI
      upload of jfk.wav (11 s) gets 413 file_too_large naming the flag
   c  float samples: a pcm_f32le stream with one sample beyond
      SOTTO_MAX_SAMPLE (1000) gets an error event naming the sample (not
@@ -32,8 +34,10 @@ Tests:
      same process, uses under half a CPU while they are held, and once they
      are gone it answers /health and streams the JFK sentence
   f  worker memory (RLIMIT_AS): with --worker-memory 128M no worker can
-     load the model: /ready says fatal, a stream is refused with 1013, the
-     log names the option; and a worker whose address space is cut to what
+     load the model: /ready says fatal, a stream is refused with 1013 (a
+     client streaming without pause too, with the closing handshake; one
+     that never answers the close frame is dropped), the log names the
+     option; and a worker whose address space is cut to what
      it uses (prlimit, as memory pressure would) runs out of memory in a
      stream's first pass: it exits with status 75, the stream is replayed
      on its restarted worker, and the client gets a warning and the whole
@@ -202,6 +206,9 @@ def test_b_max_stream_seconds():
         check("b ws: the words of the first 3 s, none later",
               "fellow" in words and last_end <= 3.3 and "country" not in words,
               f"{run.final_text()!r} last end {last_end}")
+        ts.check_close_handshake("b ws", srv.http, {"format": "pcm_s16le",
+                                                    "sample_rate": 16000},
+                                 pcm, 32000, 1008)
         lines, state = ts.tcp_stream(srv.tcp, pcm)
         ends = [int(ln.split()[1]) for ln in lines if len(ln.split()) >= 3]
         check("b tcp: lines for the first 3 s, none later, then EOF",
@@ -368,6 +375,29 @@ def test_f_worker_memory():
                            32000, timeout=20)
         check("f1: a stream is refused with 1013", run.close_code == 1013,
               f"{run.close_code} {run.close_reason!r}")
+        ts.check_close_handshake("f1", srv.http, {"format": "pcm_s16le"},
+                                 ts.jfk_pcm(), 32000, 1013)
+        # A client that never answers the close frame is not waited for
+        # forever (GW_CLOSE_ACK_TIMEOUT, 5 s).
+        ws = ts.RawWS(srv.http)
+        try:
+            code = ws.stream_until_close({"format": "pcm_s16le"}, ts.jfk_pcm(), 32000)
+            end = "timeout"
+            deadline = time.monotonic() + 15
+            try:
+                while time.monotonic() < deadline:
+                    ws.s.settimeout(max(0.05, deadline - time.monotonic()))
+                    if ws.s.recv(65536) == b"":
+                        end = "eof"
+                        break
+            except socket.timeout:
+                pass
+            except OSError as e:
+                end = repr(e)
+            check("f1: a client that never answers the close frame is dropped "
+                  "(within 15 s)", code == 1013 and end == "eof", f"{code} {end}")
+        finally:
+            ws.close()
     finally:
         srv.stop()
 

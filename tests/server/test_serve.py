@@ -927,6 +927,59 @@ class RawWS:
             pass
         return events, "timeout"
 
+    def stream_until_close(self, cfg, pcm, bytes_per_s, timeout=30.0):
+        """Sends cfg, then pcm in 0.1 s frames (from the start again when
+        it runs out) without waiting for anything, as a client streaming a
+        live source does, until the server's close frame arrives.  Returns
+        the close code (None: the socket ended without one; 'timeout')."""
+        self.send_frame(1, json.dumps(cfg).encode())
+        fb = int(bytes_per_s // 10) // 2 * 2
+        deadline = time.monotonic() + timeout
+        off = 0
+        while time.monotonic() < deadline:
+            try:
+                self.send_frame(2, pcm[off:off + fb])
+            except OSError:
+                return self.read_until_close(timeout=2)[1]
+            off = off + fb if off + 2 * fb <= len(pcm) else 0
+            _, code = self.read_until_close(timeout=0.02)
+            if code != "timeout":
+                return code
+        return "timeout"
+
+    def answer_close(self, frames=3, timeout=10.0):
+        """The client's side of the closing handshake, after the server's
+        close frame: it still sends `frames` audio frames (as a client whose
+        audio was already on its way does), then its own close, then waits
+        for the server to end the connection.  Returns (whether the
+        connection stayed open until the answer, how the server ended it:
+        'eof', 'reset' or 'timeout')."""
+        stayed_open = True
+        try:
+            for _ in range(frames):
+                self.send_frame(2, b"\0" * 3200)
+                self.s.settimeout(0.05)
+                try:
+                    if self.s.recv(65536) == b"":
+                        stayed_open = False
+                        break
+                except socket.timeout:
+                    pass
+            self.send_frame(8, struct.pack("!H", 1000))
+        except OSError:
+            return False, "reset"
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self.s.settimeout(max(0.05, deadline - time.monotonic()))
+                if self.s.recv(65536) == b"":
+                    return stayed_open, "eof"
+        except socket.timeout:
+            return stayed_open, "timeout"
+        except OSError:
+            return stayed_open, "reset"
+        return stayed_open, "timeout"
+
     def vanish(self):
         """Closes with a reset: no close frame, no FIN."""
         self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -935,6 +988,28 @@ class RawWS:
 
     def close(self):
         self.s.close()
+
+
+def check_close_handshake(prefix, port, cfg, pcm, bytes_per_s, code):
+    """A client that streams without pause until the server closes it gets
+    the close frame with `code`, and the closing handshake: the server
+    keeps reading (and dropping) its audio until the client's close, then
+    ends the connection with a FIN, not a reset.  Closing at once would
+    reset a client still sending, which can lose the frame and its code."""
+    ws = RawWS(port)
+    try:
+        got = ws.stream_until_close(cfg, pcm, bytes_per_s)
+        check(f"{prefix}: a client streaming without pause gets close {code}",
+              got == code, f"{got}")
+        if got != code:
+            return
+        stayed_open, end = ws.answer_close()
+        check(f"{prefix}: the server keeps the connection open until the "
+              "client answers its close", stayed_open)
+        check(f"{prefix}: then it ends the connection cleanly (no reset)",
+              end == "eof", end)
+    finally:
+        ws.close()
 
 
 # ---- tests ----------------------------------------------------------------
