@@ -382,18 +382,7 @@ def test_f_worker_memory():
         ws = ts.RawWS(srv.http)
         try:
             code = ws.stream_until_close({"format": "pcm_s16le"}, ts.jfk_pcm(), 32000)
-            end = "timeout"
-            deadline = time.monotonic() + 15
-            try:
-                while time.monotonic() < deadline:
-                    ws.s.settimeout(max(0.05, deadline - time.monotonic()))
-                    if ws.s.recv(65536) == b"":
-                        end = "eof"
-                        break
-            except socket.timeout:
-                pass
-            except OSError as e:
-                end = repr(e)
+            end = ws.wait_end(15)
             check("f1: a client that never answers the close frame is dropped "
                   "(within 15 s)", code == 1013 and end == "eof", f"{code} {end}")
         finally:

@@ -968,17 +968,22 @@ class RawWS:
             self.send_frame(8, struct.pack("!H", 1000))
         except OSError:
             return False, "reset"
+        return stayed_open, self.wait_end(timeout)
+
+    def wait_end(self, timeout):
+        """Reads and drops until the server ends the connection: 'eof'
+        (a FIN), 'reset', or 'timeout'."""
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
                 self.s.settimeout(max(0.05, deadline - time.monotonic()))
                 if self.s.recv(65536) == b"":
-                    return stayed_open, "eof"
+                    return "eof"
         except socket.timeout:
-            return stayed_open, "timeout"
+            pass
         except OSError:
-            return stayed_open, "reset"
-        return stayed_open, "timeout"
+            return "reset"
+        return "timeout"
 
     def vanish(self):
         """Closes with a reset: no close frame, no FIN."""
