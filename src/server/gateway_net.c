@@ -790,6 +790,17 @@ static void close_refused(struct lws *wsi, gw_pss *pss, const char *why)
                   why);
 }
 
+/* A refusal message is rendered (refusal_len 0: the dialect has none to
+ * send): it goes out when the socket is writable, then the close; or the
+ * close comes at once. */
+static void refusal_rendered(struct lws *wsi, gw_pss *pss)
+{
+    if (pss->refusal_len > 0)
+        lws_callback_on_writable(wsi);
+    else
+        close_refused(wsi, pss, pss->refused_why);
+}
+
 /* A WebSocket the gateway cannot take: each dialect says "busy" its own
  * way (a message, then the close), or just closes with 1013 / 1001.
  *
@@ -804,7 +815,6 @@ static int refuse(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const gw_dial
     pss->st = NULL;
     pss->refused_dl = dl;
     pss->refused_why = why;
-    pss->refusal_len = 0;
     if (dl->refusal == NULL) {
         close_refused(wsi, pss, why);
         return 0;
@@ -815,7 +825,7 @@ static int refuse(struct lws *wsi, sotto__gateway *g, gw_pss *pss, const gw_dial
         return 0;
     }
     pss->refusal_len = dl->refusal(pss->refusal + LWS_PRE, GW_MAX_REFUSAL, why, NULL, 0);
-    lws_callback_on_writable(wsi);
+    refusal_rendered(wsi, pss);
     return 0;
 }
 
@@ -905,7 +915,7 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 pss->refusal_len = pss->refused_dl->refusal(pss->refusal + LWS_PRE,
                                                             GW_MAX_REFUSAL, pss->refused_why,
                                                             in, len);
-                lws_callback_on_writable(wsi);
+                refusal_rendered(wsi, pss);
                 return 0;
             }
             /* A refused client's audio until its refusal goes out: dropped
@@ -921,18 +931,16 @@ static int cb_sotto(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (pss->st == NULL) {
             if (pss->refused_dl == NULL)
                 return -1;
-            if (pss->refusal_len > 0) {
-                /* The dialect's refusal message, then (next time) the close. */
-                lws_write(wsi, (unsigned char *)pss->refusal + LWS_PRE, pss->refusal_len,
-                          LWS_WRITE_TEXT);
-                pss->refusal_len = 0;
-                close_refused(wsi, pss, pss->refused_why);
+            /* Nothing rendered yet: a WhisperLive client's first message
+             * has not come. */
+            if (pss->refusal_len == 0)
                 return 0;
-            }
-            if (pss->refused_dl->refuse_after_first)
-                return 0;   /* still waiting for the client's first message */
+            /* The dialect's refusal message, then (next time) the close. */
+            lws_write(wsi, (unsigned char *)pss->refusal + LWS_PRE, pss->refusal_len,
+                      LWS_WRITE_TEXT);
+            pss->refusal_len = 0;
             close_refused(wsi, pss, pss->refused_why);
-            return ws_close_send(wsi, g, pss);
+            return 0;
         }
         return ws_writeable(wsi, g, pss);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
